@@ -1,0 +1,699 @@
+//! The daemon's configuration: built-in defaults < a TOML file <
+//! `PLAUSIBLE_WEBHOOKS_<SECTION>__<KEY>` environment variables.
+//!
+//! Every error names the key and where its value came from, so an operator
+//! can fix it without reading the source. Secrets never reach `Debug` or the
+//! rendered config.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The compiled-in defaults; `config/example.toml` documents each key.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// The prefix of environment variables that override config keys.
+pub const ENV_PREFIX: &str = "PLAUSIBLE_WEBHOOKS_";
+
+/// The environment variable that names the config file (like `--config`).
+pub const CONFIG_FILE_ENV: &str = "PLAUSIBLE_WEBHOOKS_CONFIG";
+
+const REDACTED: &str = "[redacted]";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub postgres: PostgresConfig,
+    pub clickhouse: ClickhouseConfig,
+    pub registry: RegistryConfig,
+    pub triggers: TriggersConfig,
+    pub delivery: DeliveryConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A libpq-style URL or key=value string; its password is a secret.
+    pub url: PostgresUrl,
+    pub pool_size: usize,
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickhouseConfig {
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: Secret,
+    pub events_table: String,
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    pub reconcile_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggersConfig {
+    pub poll_interval_ms: u64,
+    pub dashboard_base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub connect_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    pub max_in_flight: usize,
+    pub max_in_flight_per_endpoint: usize,
+    pub retry_schedule_secs: Vec<u64>,
+    pub disable_endpoint_after_secs: u64,
+    pub allow_http: bool,
+    pub allowed_cidrs: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// A string that is never printed: `Debug` and `Serialize` show
+/// `[redacted]` (or `""` when unset, so that an operator can tell).
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { REDACTED })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { REDACTED })
+    }
+}
+
+/// A Postgres connection string whose password is redacted wherever it is
+/// shown.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    pub fn new(value: impl Into<String>) -> Self {
+        PostgresUrl(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The connection string with any password replaced by `[redacted]`.
+    pub fn redacted(&self) -> String {
+        redact_connection_string(&self.0)
+    }
+
+    /// The parsed connection settings.
+    pub fn parse(&self) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+        tokio_postgres::Config::from_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl Serialize for PostgresUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+/// Hides the password of a `postgres://user:password@host/db` URL, of a
+/// `?password=` query parameter, and of a `password=...` key-value pair.
+fn redact_connection_string(s: &str) -> String {
+    if let Some(scheme_end) = s.find("://") {
+        let rest = &s[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let authority = match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => format!("{}:{REDACTED}{}", &userinfo[..colon], &authority[at..]),
+                    None => authority.to_string(),
+                }
+            }
+            None => authority.to_string(),
+        };
+        let tail = redact_pairs(tail, '&');
+        format!("{}{authority}{tail}", &s[..scheme_end + 3])
+    } else {
+        redact_pairs(s, ' ')
+    }
+}
+
+fn redact_pairs(s: &str, separator: char) -> String {
+    s.split(separator)
+        .map(|part| {
+            let key_start = part.rfind('?').map_or(0, |q| q + 1);
+            match part[key_start..].split_once('=') {
+                Some((key, _)) if key.trim() == "password" => {
+                    format!("{}{key}={REDACTED}", &part[..key_start])
+                }
+                _ => part.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(&separator.to_string())
+}
+
+/// Where a config value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Defaults,
+    File(PathBuf),
+    Env(String),
+    Unknown,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Defaults => f.write_str("built-in defaults"),
+            Origin::File(path) => write!(f, "config file {}", path.display()),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+            Origin::Unknown => f.write_str("unknown source"),
+        }
+    }
+}
+
+/// One thing wrong with the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key, such as `postgres.pool_size`.
+    pub key: String,
+    pub origin: Origin,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{} (in {})", self.message, self.origin)
+        } else {
+            write!(
+                f,
+                "key `{}` (from {}): {}",
+                self.key, self.origin, self.message
+            )
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    Invalid { problems: Vec<Problem> },
+}
+
+impl ConfigError {
+    /// The problems found, if the config was read but is invalid.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid { problems } => problems,
+            ConfigError::ReadFile { .. } => &[],
+        }
+    }
+}
+
+/// Where to read the config from: an optional file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// `(name, value)` pairs; only those starting with [`ENV_PREFIX`] are read.
+    pub env: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// The process environment, and the file named by `--config` or else by
+    /// `PLAUSIBLE_WEBHOOKS_CONFIG`.
+    pub fn from_process(file: Option<PathBuf>) -> Self {
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        let file = file.or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == CONFIG_FILE_ENV)
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        Sources { file, env }
+    }
+}
+
+impl Config {
+    /// Reads, merges and validates the config.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new().merge(Named {
+            inner: Toml::string(DEFAULTS),
+            metadata: Metadata::named("built-in defaults"),
+        });
+        if let Some(path) = &sources.file {
+            // Figment skips a missing file silently; an operator who named
+            // one wants to hear about it.
+            std::fs::metadata(path).map_err(|source| ConfigError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let mut env: Vec<&(String, String)> = sources
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_FILE_ENV)
+            .collect();
+        env.sort();
+        for (name, value) in env {
+            figment = figment.merge(EnvVar::new(name, value));
+        }
+
+        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid {
+            problems: e
+                .into_iter()
+                .map(|e| problem_from_figment(&figment, e))
+                .collect(),
+        })?;
+        let problems: Vec<Problem> = config
+            .validate()
+            .into_iter()
+            .map(|(key, message)| Problem {
+                origin: origin_of(&figment, key, None),
+                key: key.to_string(),
+                message,
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { problems })
+        }
+    }
+
+    /// The effective config as TOML, with every secret redacted.
+    pub fn render_redacted(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Checks what types alone cannot: returns `(key, message)` pairs.
+    fn validate(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &'static str, message: &dyn Fn() -> String| {
+            if !ok {
+                problems.push((key, message()));
+            }
+        };
+
+        let pg = &self.postgres;
+        if let Err(e) = pg.url.parse() {
+            check(false, "postgres.url", &|| {
+                format!("not a valid Postgres connection string: {e}")
+            });
+        }
+        check(
+            (1..=1024).contains(&pg.pool_size),
+            "postgres.pool_size",
+            &|| "must be between 1 and 1024".into(),
+        );
+        check(
+            pg.connect_timeout_secs >= 1,
+            "postgres.connect_timeout_secs",
+            &|| "must be at least 1".into(),
+        );
+
+        let ch = &self.clickhouse;
+        check(is_http_url(&ch.url), "clickhouse.url", &|| {
+            format!("must be an http:// or https:// URL, got {:?}", ch.url)
+        });
+        check(is_identifier(&ch.database), "clickhouse.database", &|| {
+            format!(
+                "must be a plain identifier (letters, digits, _), got {:?}",
+                ch.database
+            )
+        });
+        check(
+            is_identifier(&ch.events_table),
+            "clickhouse.events_table",
+            &|| {
+                format!(
+                    "must be a plain identifier (letters, digits, _), got {:?}",
+                    ch.events_table
+                )
+            },
+        );
+        check(!ch.user.is_empty(), "clickhouse.user", &|| {
+            "must not be empty".into()
+        });
+        check(
+            ch.request_timeout_secs >= 1,
+            "clickhouse.request_timeout_secs",
+            &|| "must be at least 1".into(),
+        );
+
+        check(
+            self.registry.reconcile_interval_secs >= 1,
+            "registry.reconcile_interval_secs",
+            &|| "must be at least 1".into(),
+        );
+
+        let tr = &self.triggers;
+        check(
+            (100..=60_000).contains(&tr.poll_interval_ms),
+            "triggers.poll_interval_ms",
+            &|| "must be between 100 and 60000".into(),
+        );
+        check(
+            is_http_url(&tr.dashboard_base_url),
+            "triggers.dashboard_base_url",
+            &|| {
+                format!(
+                    "must be an http:// or https:// URL, got {:?}",
+                    tr.dashboard_base_url
+                )
+            },
+        );
+
+        let d = &self.delivery;
+        check(
+            d.connect_timeout_secs >= 1,
+            "delivery.connect_timeout_secs",
+            &|| "must be at least 1".into(),
+        );
+        check(
+            d.request_timeout_secs >= d.connect_timeout_secs.max(1),
+            "delivery.request_timeout_secs",
+            &|| "must be at least 1 and at least delivery.connect_timeout_secs".into(),
+        );
+        check(d.max_in_flight >= 1, "delivery.max_in_flight", &|| {
+            "must be at least 1".into()
+        });
+        check(
+            (1..=d.max_in_flight.max(1)).contains(&d.max_in_flight_per_endpoint),
+            "delivery.max_in_flight_per_endpoint",
+            &|| "must be between 1 and delivery.max_in_flight".into(),
+        );
+        check(
+            !d.retry_schedule_secs.is_empty()
+                && d.retry_schedule_secs.len() <= 50
+                && d.retry_schedule_secs
+                    .iter()
+                    .all(|s| (1..=7 * 86_400).contains(s)),
+            "delivery.retry_schedule_secs",
+            &|| "must list 1 to 50 waits, each between 1 and 604800 seconds".into(),
+        );
+        check(
+            d.disable_endpoint_after_secs >= 60,
+            "delivery.disable_endpoint_after_secs",
+            &|| "must be at least 60".into(),
+        );
+        for cidr in &d.allowed_cidrs {
+            if let Err(e) = parse_cidr(cidr) {
+                check(false, "delivery.allowed_cidrs", &|| {
+                    format!("{cidr:?} is not a CIDR block: {e}")
+                });
+            }
+        }
+        for host in &d.allowed_hosts {
+            check(
+                !host.is_empty() && !host.contains(['/', ':', ' ', '@']),
+                "delivery.allowed_hosts",
+                &|| format!("{host:?} is not a host name"),
+            );
+        }
+
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            check(false, "log.level", &|| {
+                format!("not a valid level or filter: {e}")
+            });
+        }
+        problems
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses `addr/len` (or a bare address, as a single host).
+pub fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: std::net::IpAddr = addr.trim().parse().map_err(|e| format!("{e}"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l
+            .trim()
+            .parse::<u8>()
+            .map_err(|_| format!("prefix length {l:?} is not a number"))?,
+        None => max,
+    };
+    if len > max {
+        return Err(format!("prefix length {len} is larger than {max}"));
+    }
+    Ok((addr, len))
+}
+
+/// `PLAUSIBLE_WEBHOOKS_POSTGRES__POOL_SIZE` for `postgres.pool_size`.
+pub fn env_var_for(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+fn problem_from_figment(figment: &Figment, e: figment::Error) -> Problem {
+    // For an unknown field the path already ends with the field itself.
+    let key = e.path.join(".");
+    Problem {
+        origin: origin_of(figment, &key, e.metadata.as_ref()),
+        message: e.kind.to_string(),
+        key,
+    }
+}
+
+fn origin_of(figment: &Figment, key: &str, fallback: Option<&Metadata>) -> Origin {
+    let metadata = if key.is_empty() {
+        fallback
+    } else {
+        figment.find_metadata(key).or(fallback)
+    };
+    match metadata {
+        None => Origin::Unknown,
+        Some(md) => match &md.source {
+            Some(figment::Source::File(path)) => Origin::File(path.clone()),
+            Some(figment::Source::Custom(name)) => Origin::Env(name.clone()),
+            _ if md.name == "built-in defaults" => Origin::Defaults,
+            _ => Origin::Unknown,
+        },
+    }
+}
+
+/// A provider with a name of our choosing, for the built-in defaults.
+struct Named<P> {
+    inner: P,
+    metadata: Metadata,
+}
+
+impl<P: Provider> Provider for Named<P> {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.inner.data()
+    }
+}
+
+/// One environment variable as a provider of its own, so that an error can
+/// name the very variable that set a bad value.
+struct EnvVar {
+    name: String,
+    key: String,
+    value: String,
+}
+
+impl EnvVar {
+    fn new(name: &str, value: &str) -> Self {
+        let key = name[ENV_PREFIX.len()..]
+            .to_ascii_lowercase()
+            .replace("__", ".");
+        EnvVar {
+            name: name.to_string(),
+            key,
+            value: value.to_string(),
+        }
+    }
+}
+
+impl Provider for EnvVar {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.name))
+            .source(figment::Source::Custom(self.name.clone()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        // Values are parsed as figment parses environment variables: numbers,
+        // booleans and `[arrays]` are recognised, anything else is a string.
+        let value = match Value::from_str(&self.value) {
+            Ok(v) => v,
+            Err(never) => match never {},
+        };
+        let dict = figment::util::nest(&self.key, value)
+            .into_dict()
+            .ok_or_else(|| figment::Error::from(format!("{} has no key", self.name)))?;
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+impl Config {
+    /// The defaults alone, for tests and tools.
+    pub fn defaults() -> Config {
+        match Config::load(&Sources::default()) {
+            Ok(c) => c,
+            // The defaults are compiled in and covered by tests.
+            Err(e) => unreachable!("built-in defaults are invalid: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn redacts_passwords_in_every_form() {
+        assert_eq!(
+            redact_connection_string("postgres://u:secret@h:5432/db?sslmode=disable"),
+            "postgres://u:[redacted]@h:5432/db?sslmode=disable"
+        );
+        assert_eq!(
+            redact_connection_string("postgres://u@h/db?password=secret&x=1"),
+            "postgres://u@h/db?password=[redacted]&x=1"
+        );
+        assert_eq!(
+            redact_connection_string("host=h user=u password=secret dbname=d"),
+            "host=h user=u password=[redacted] dbname=d"
+        );
+        assert_eq!(
+            redact_connection_string("postgres://h/db"),
+            "postgres://h/db"
+        );
+    }
+
+    #[test]
+    fn env_var_names_map_to_keys() {
+        assert_eq!(
+            env_var_for("postgres.pool_size"),
+            "PLAUSIBLE_WEBHOOKS_POSTGRES__POOL_SIZE"
+        );
+        assert_eq!(
+            EnvVar::new("PLAUSIBLE_WEBHOOKS_DELIVERY__MAX_IN_FLIGHT", "1").key,
+            "delivery.max_in_flight"
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::defaults();
+        assert_eq!(c.clickhouse.events_table, "events_v2");
+        assert_eq!(c.delivery.retry_schedule_secs.len(), 7);
+    }
+
+    #[test]
+    fn env_arrays_and_the_config_variable() {
+        let c = Config::load(&Sources {
+            file: None,
+            env: env(&[
+                ("PLAUSIBLE_WEBHOOKS_DELIVERY__RETRY_SCHEDULE_SECS", "[1, 2]"),
+                ("PLAUSIBLE_WEBHOOKS_CONFIG", "/ignored/here"),
+                ("OTHER_VARIABLE", "x"),
+            ]),
+        })
+        .unwrap();
+        assert_eq!(c.delivery.retry_schedule_secs, vec![1, 2]);
+    }
+
+    #[test]
+    fn cidrs() {
+        assert!(parse_cidr("127.0.0.0/8").is_ok());
+        assert!(parse_cidr("::1").is_ok());
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("nope/8").is_err());
+    }
+}

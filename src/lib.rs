@@ -1,0 +1,11 @@
+//! plausible-webhooks: webhook notifications for Plausible Analytics.
+//!
+//! See ARCHITECTURE.md for the map of this crate.
+
+pub mod analytics;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod migrate;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,111 @@
+//! The binary's edge: command-line parsing, exit codes, signals.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use plausible_webhooks::config::{Config, Sources};
+use plausible_webhooks::{daemon, migrate, telemetry};
+
+/// Exit code for a config that cannot be read or is invalid.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "plausible-webhooks",
+    version,
+    about = "Webhook notifications for Plausible Analytics"
+)]
+struct Cli {
+    /// The TOML config file (else $PLAUSIBLE_WEBHOOKS_CONFIG; environment
+    /// variables PLAUSIBLE_WEBHOOKS_<SECTION>__<KEY> override it).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM or SIGINT.
+    Run,
+    /// Apply the Postgres and ClickHouse migrations (idempotent).
+    Migrate,
+    /// Print the effective config with secrets redacted.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sources = Sources::from_process(cli.config);
+    let config = match Config::load(&sources) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("plausible-webhooks: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+
+    if let Command::CheckConfig = cli.command {
+        print!("{}", config.render_redacted());
+        return ExitCode::SUCCESS;
+    }
+
+    if let Err(e) = telemetry::init_logs(&config.log) {
+        eprintln!("plausible-webhooks: {e}");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("plausible-webhooks: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run => run(config).await,
+            Command::Migrate => {
+                let report = migrate::migrate(&config).await?;
+                tracing::info!(
+                    postgres_applied = ?report.postgres,
+                    clickhouse_applied = ?report.clickhouse,
+                    "migrations up to date"
+                );
+                Ok(())
+            }
+            Command::CheckConfig => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "exiting");
+            eprintln!("plausible-webhooks: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = telemetry::init_metrics().context("cannot set up metrics")?;
+    daemon::run(config, Some(metrics), shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for sigterm");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+    }
+}

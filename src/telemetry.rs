@@ -1,0 +1,57 @@
+//! Logs (tracing) and metrics (the `metrics` facade, exposed in Prometheus
+//! format by the `http` module). docs/metrics.md lists every metric.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log.level: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("cannot install the metrics recorder: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+}
+
+/// Installs the global log subscriber, writing to stderr. `RUST_LOG`, when
+/// set, overrides `log.level` for debugging.
+pub fn init_logs(config: &LogConfig) -> Result<(), TelemetryError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => EnvFilter::builder().parse(directives)?,
+        _ => EnvFilter::builder().parse(&config.level)?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (only possible in tests) keeps the first subscriber.
+    let _ = match config.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+    Ok(())
+}
+
+/// Installs the global metrics recorder and describes every metric.
+pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
+    let handle = PrometheusBuilder::new().install_recorder()?;
+    describe_metrics();
+    Ok(handle)
+}
+
+fn describe_metrics() {
+    metrics::describe_gauge!(
+        "plausible_webhooks_build_info",
+        "Always 1; the `version` label carries the daemon's version."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_up",
+        "1 while the daemon is connected to both databases and running, else 0."
+    );
+    metrics::gauge!("plausible_webhooks_build_info", "version" => env!("CARGO_PKG_VERSION"))
+        .set(1.0);
+}
