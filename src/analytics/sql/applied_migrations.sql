@@ -1,0 +1,1 @@
+SELECT version, any(checksum) FROM {database}.plausible_webhooks_migrations GROUP BY version ORDER BY version

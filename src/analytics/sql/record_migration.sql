@@ -1,0 +1,2 @@
+-- check-binds: 1, 'name', 'checksum'
+INSERT INTO {database}.plausible_webhooks_migrations (version, name, checksum) VALUES (?, ?, ?)
