@@ -1,0 +1,117 @@
+//! The admin HTTP server: health checks and Prometheus metrics.
+//!
+//! - `GET /health/live`: 200 while the process runs.
+//! - `GET /health/ready`: 200 when Postgres and ClickHouse both answer, else
+//!   503; the JSON body says which check failed.
+//! - `GET /metrics`: every metric in Prometheus text format.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::analytics::Analytics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot listen on {addr} (http.listen): {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("admin http server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+#[derive(Clone)]
+struct AppState {
+    pool: Pool,
+    analytics: Analytics,
+    metrics: Option<PrometheusHandle>,
+}
+
+/// A bound, not yet serving, admin server.
+pub struct AdminServer {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl AdminServer {
+    pub async fn bind(
+        addr: SocketAddr,
+        pool: Pool,
+        analytics: Analytics,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<AdminServer, HttpError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| HttpError::Bind { addr, source })?;
+        let router = Router::new()
+            .route("/health/live", get(live))
+            .route("/health/ready", get(ready))
+            .route("/metrics", get(render_metrics))
+            .with_state(AppState {
+                pool,
+                analytics,
+                metrics,
+            });
+        Ok(AdminServer { listener, router })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), HttpError> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(HttpError::Serve)
+    }
+}
+
+async fn live() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let limit = Duration::from_secs(2);
+    let postgres = match tokio::time::timeout(limit, crate::store::ping(&state.pool)).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_string(),
+    };
+    let clickhouse = match tokio::time::timeout(limit, state.analytics.version()).await {
+        Ok(Ok(_)) => "ok".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_string(),
+    };
+    let status = if postgres == "ok" && clickhouse == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "postgres": postgres, "clickhouse": clickhouse })),
+    )
+}
+
+async fn render_metrics(State(state): State<AppState>) -> (StatusCode, String) {
+    match &state.metrics {
+        Some(handle) => (StatusCode::OK, handle.render()),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n".into()),
+    }
+}
