@@ -1,0 +1,9 @@
+//! Integration tests against real PostgreSQL and ClickHouse servers (one
+//! test binary, so the servers start once).
+
+mod support;
+
+mod clickhouse_migrations;
+mod config;
+mod daemon;
+mod postgres_schema;

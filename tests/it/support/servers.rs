@@ -1,0 +1,429 @@
+//! Throwaway PostgreSQL and ClickHouse servers for the tests.
+//!
+//! Started once per test process from the installed Debian packages, in a
+//! temp dir, on free ports; or taken from `DATABASE_URL` / `CLICKHOUSE_URL`
+//! when those are set. A watchdog shell stops the servers and removes their
+//! dir when the test process ends, however it ends: it waits for EOF on a
+//! pipe whose only writer is this process.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Where the servers are.
+pub struct Servers {
+    /// A superuser URL for the `postgres` maintenance database.
+    pub postgres_admin_url: String,
+    /// The ClickHouse HTTP URL, e.g. `http://127.0.0.1:8123`.
+    pub clickhouse_url: String,
+    pub clickhouse_user: String,
+    pub clickhouse_password: String,
+}
+
+/// Watchdog pipes, kept open for the life of the process.
+static WATCHDOGS: Mutex<Vec<ChildStdin>> = Mutex::new(Vec::new());
+
+pub fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| match start() {
+        Ok(s) => s,
+        Err(e) => panic!("cannot start the test servers: {e}"),
+    })
+}
+
+fn start() -> Result<Servers, String> {
+    let external_pg = std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty());
+    let external_ch = std::env::var("CLICKHOUSE_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let dir = if external_pg.is_none() || external_ch.is_none() {
+        Some(make_base_dir()?)
+    } else {
+        None
+    };
+
+    let postgres_admin_url = match external_pg {
+        Some(url) => url,
+        None => start_postgres(dir.as_deref().ok_or("no dir")?)?,
+    };
+    let (clickhouse_url, clickhouse_user, clickhouse_password) = match external_ch {
+        Some(url) => (
+            url,
+            std::env::var("CLICKHOUSE_USER").unwrap_or_else(|_| "default".into()),
+            std::env::var("CLICKHOUSE_PASSWORD").unwrap_or_default(),
+        ),
+        None => (
+            start_clickhouse(dir.as_deref().ok_or("no dir")?)?,
+            "default".into(),
+            String::new(),
+        ),
+    };
+    Ok(Servers {
+        postgres_admin_url,
+        clickhouse_url,
+        clickhouse_user,
+        clickhouse_password,
+    })
+}
+
+fn make_base_dir() -> Result<PathBuf, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("plausible-webhooks-test-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temp dir: {e}"))?
+        .keep();
+    // Readable by the postgres user, which needs to reach its data dir.
+    set_mode(&dir, 0o755)?;
+    Ok(dir)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot chmod {}: {e}", path.display()))
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+/// Starts a watchdog that, once this process has gone, stops `pid` (TERM,
+/// then KILL), removes `dir`, and removes its parent if that is now empty.
+fn watch(pid: u32, dir: &Path) -> Result<(), String> {
+    let script = r#"cat >/dev/null; kill -TERM "$1" 2>/dev/null
+        for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$1" 2>/dev/null || break; sleep 0.5; done
+        kill -KILL "$1" 2>/dev/null; rm -rf "$2"; rmdir "$(dirname "$2")" 2>/dev/null"#;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("watchdog")
+        .arg(pid.to_string())
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start the watchdog: {e}"))?;
+    let stdin = child.stdin.take().ok_or("watchdog has no stdin")?;
+    WATCHDOGS.lock().map_err(|e| e.to_string())?.push(stdin);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- Postgres
+
+fn postgres_bin_dir() -> Result<PathBuf, String> {
+    if let Ok(dir) = std::env::var("PG_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|e| {
+            format!("PostgreSQL is not installed (/usr/lib/postgresql: {e}); run scripts/test as root to install it, or set DATABASE_URL")
+        })?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| "no PostgreSQL server binaries under /usr/lib/postgresql".to_string())
+}
+
+/// The uid and gid to run PostgreSQL as: ours, or `postgres`'s when we are
+/// root (initdb and postgres refuse to run as root).
+fn postgres_user() -> Result<Option<(u32, u32)>, String> {
+    let id = |flag: &str, user: Option<&str>| -> Result<u32, String> {
+        let mut cmd = Command::new("id");
+        cmd.arg(flag);
+        if let Some(u) = user {
+            cmd.arg(u);
+        }
+        let out = cmd.output().map_err(|e| format!("cannot run id: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "id {flag} {}: {}",
+                user.unwrap_or(""),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|e| format!("id printed no number: {e}"))
+    };
+    if id("-u", None)? != 0 {
+        return Ok(None);
+    }
+    Ok(Some((
+        id("-u", Some("postgres"))?,
+        id("-g", Some("postgres"))?,
+    )))
+}
+
+fn as_postgres_user(cmd: &mut Command, user: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+        cmd.env("HOME", "/tmp");
+    }
+}
+
+fn start_postgres(base: &Path) -> Result<String, String> {
+    let bin = postgres_bin_dir()?;
+    let user = postgres_user()?;
+    let dir = base.join("postgres");
+    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot chown {}: {e}", dir.display()))?;
+    }
+    let data = dir.join("data");
+
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    as_postgres_user(&mut initdb, user);
+    let out = initdb
+        .output()
+        .map_err(|e| format!("cannot run initdb: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?;
+        let mut server = Command::new(bin.join("postgres"));
+        server
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string()])
+            .arg("-k")
+            .arg(&dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=256MB",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0);
+        as_postgres_user(&mut server, user);
+        let child = server
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
+        watch(child.id(), &dir)?;
+        match wait_for_postgres(&bin, port, child) {
+            Ok(()) => return Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres")),
+            Err(e) => last_error = e,
+        }
+    }
+    let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
+    Err(format!("postgres did not start: {last_error}\n{log}"))
+}
+
+fn wait_for_postgres(bin: &Path, port: u16, mut child: Child) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("postgres exited with {status}"));
+        }
+        let ready = Command::new(bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ready {
+            // The watchdog stops it; this process never waits for it.
+            std::mem::forget(child);
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    Err("postgres was not ready within 30 s".into())
+}
+
+// -------------------------------------------------------------- ClickHouse
+
+fn clickhouse_command() -> Result<Command, String> {
+    if let Ok(path) = std::env::var("CLICKHOUSE_SERVER") {
+        return Ok(Command::new(path));
+    }
+    for path in ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"] {
+        if Path::new(path).exists() {
+            return Ok(Command::new(path));
+        }
+    }
+    if Path::new("/usr/bin/clickhouse").exists() {
+        let mut cmd = Command::new("/usr/bin/clickhouse");
+        cmd.arg("server");
+        return Ok(cmd);
+    }
+    Err("ClickHouse is not installed (no clickhouse-server); run scripts/test as root to install it, or set CLICKHOUSE_URL".into())
+}
+
+fn start_clickhouse(base: &Path) -> Result<String, String> {
+    let dir = base.join("clickhouse");
+    for sub in ["data", "tmp", "user_files", "format_schemas"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+    }
+    let users = dir.join("users.xml");
+    std::fs::write(&users, USERS_XML).map_err(|e| e.to_string())?;
+
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let http_port = free_port()?;
+        let tcp_port = free_port()?;
+        let config = dir.join("config.xml");
+        let xml = CONFIG_XML
+            .replace("{dir}", &dir.display().to_string())
+            .replace("{http_port}", &http_port.to_string())
+            .replace("{tcp_port}", &tcp_port.to_string());
+        std::fs::write(&config, xml).map_err(|e| e.to_string())?;
+        let mut cmd = clickhouse_command()?;
+        let child = cmd
+            .arg(format!("--config-file={}", config.display()))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start clickhouse-server: {e}"))?;
+        watch(child.id(), &dir)?;
+        match wait_for_clickhouse(http_port, child) {
+            Ok(()) => return Ok(format!("http://127.0.0.1:{http_port}")),
+            Err(e) => last_error = e,
+        }
+    }
+    let log = std::fs::read_to_string(dir.join("err.log")).unwrap_or_default();
+    Err(format!("clickhouse did not start: {last_error}\n{log}"))
+}
+
+fn wait_for_clickhouse(port: u16, mut child: Child) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("clickhouse-server exited with {status}"));
+        }
+        if ping_clickhouse(port) {
+            std::mem::forget(child);
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    Err("clickhouse was not ready within 60 s".into())
+}
+
+fn ping_clickhouse(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.") && response.contains(" 200 ") && response.ends_with("Ok.\n")
+}
+
+const CONFIG_XML: &str = r#"<?xml version="1.0"?>
+<yandex>
+  <logger>
+    <level>warning</level>
+    <log>{dir}/server.log</log>
+    <errorlog>{dir}/err.log</errorlog>
+    <console>0</console>
+  </logger>
+  <http_port>{http_port}</http_port>
+  <tcp_port>{tcp_port}</tcp_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>{dir}/data/</path>
+  <tmp_path>{dir}/tmp/</tmp_path>
+  <user_files_path>{dir}/user_files/</user_files_path>
+  <format_schema_path>{dir}/format_schemas/</format_schema_path>
+  <users_config>{dir}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mark_cache_size>268435456</mark_cache_size>
+  <uncompressed_cache_size>268435456</uncompressed_cache_size>
+  <max_concurrent_queries>200</max_concurrent_queries>
+</yandex>
+"#;
+
+const USERS_XML: &str = r#"<?xml version="1.0"?>
+<yandex>
+  <profiles>
+    <default>
+      <max_memory_usage>4000000000</max_memory_usage>
+    </default>
+  </profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas>
+    <default>
+      <interval>
+        <duration>3600</duration>
+        <queries>0</queries>
+        <errors>0</errors>
+        <result_rows>0</result_rows>
+        <read_rows>0</read_rows>
+        <execution_time>0</execution_time>
+      </interval>
+    </default>
+  </quotas>
+</yandex>
+"#;
