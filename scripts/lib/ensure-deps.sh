@@ -1,0 +1,47 @@
+# Sourced by scripts/test and scripts/demo: makes sure the server packages
+# and the Python tools the checks use are there, installing what is missing
+# when running as root.
+
+ensure_server_packages() {
+    local missing=()
+    if [ -z "${DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        missing+=(postgresql)
+    fi
+    if [ -z "${CLICKHOUSE_URL:-}" ] && ! command -v clickhouse-server >/dev/null 2>&1 \
+        && [ ! -x /usr/sbin/clickhouse-server ]; then
+        missing+=(clickhouse-server)
+    fi
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root" >&2
+        return 1
+    fi
+    echo "installing ${missing[*]}"
+    apt-get update -qq
+    # The packages' own services are not wanted: the tests start their own.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Sets PYTHON to an interpreter that has the packages in
+# scripts/requirements.txt, creating target/python-venv if need be.
+ensure_python_tools() {
+    if python3 -c 'import chdb, standardwebhooks' >/dev/null 2>&1; then
+        PYTHON=python3
+        return 0
+    fi
+    local venv=target/python-venv
+    if [ ! -x "$venv/bin/python" ]; then
+        if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+            if [ "$(id -u)" -eq 0 ]; then
+                apt-get update -qq
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null
+                python3 -m venv "$venv"
+            else
+                echo "python3 -m venv failed; install python3-venv" >&2
+                return 1
+            fi
+        fi
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
+    PYTHON="$venv/bin/python"
+}
