@@ -6,4 +6,5 @@ mod support;
 mod clickhouse_migrations;
 mod config;
 mod daemon;
+mod docs;
 mod postgres_schema;
