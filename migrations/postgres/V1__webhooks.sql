@@ -36,7 +36,8 @@ CREATE TABLE webhooks (
     updated_at timestamptz NOT NULL DEFAULT now(),
 
     CONSTRAINT webhooks_url_format CHECK (
-        url ~ '^https?://[^\s/?#@]+(:[0-9]{1,5})?([/?#]\S*)?$' AND length(url) <= 2048
+        url ~* '^https?://([^\s/?#@:\[\]]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?([/?#]\S*)?$'
+        AND length(url) <= 2048
     ),
     CONSTRAINT webhooks_secret_format CHECK (
         CASE WHEN secret ~ '^whsec_[A-Za-z0-9+/]+={0,2}$'
@@ -56,7 +57,8 @@ CREATE TABLE webhooks (
     ),
     CONSTRAINT webhooks_description_length CHECK (length(description) <= 500),
     CONSTRAINT webhooks_event_types_known CHECK (
-        cardinality(event_types) BETWEEN 1 AND 3
+        array_ndims(event_types) = 1
+        AND cardinality(event_types) BETWEEN 1 AND 3
         AND event_types <@ ARRAY['traffic.spike', 'traffic.drop', 'goal.completed']::text[]
         AND array_position(event_types, NULL) IS NULL
     ),
@@ -72,7 +74,8 @@ CREATE TABLE webhooks (
     CONSTRAINT webhooks_cooldown CHECK (cooldown_minutes BETWEEN 1 AND 43200),
     CONSTRAINT webhooks_goal_ids CHECK (
         goal_ids IS NULL
-        OR (cardinality(goal_ids) BETWEEN 1 AND 1000 AND array_position(goal_ids, NULL) IS NULL)
+        OR (array_ndims(goal_ids) = 1 AND cardinality(goal_ids) BETWEEN 1 AND 1000
+            AND array_position(goal_ids, NULL) IS NULL)
     ),
     CONSTRAINT webhooks_goal_interval CHECK (goal_interval_seconds BETWEEN 1 AND 86400),
     CONSTRAINT webhooks_disabled CHECK (

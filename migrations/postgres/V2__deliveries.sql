@@ -85,7 +85,8 @@ CREATE TABLE webhook_delivery_attempts (
     duration_ms integer NOT NULL,
     -- NULL when no response arrived.
     status_code integer,
-    -- NULL on success; otherwise one of the kinds in docs/schema.md.
+    -- NULL on success; otherwise a short kind (such as `timeout` or
+    -- `status`) listed in docs/schema.md.
     error_kind text,
     error text,
     -- At most 16 KiB of the response body, lossily decoded as UTF-8.

@@ -9,7 +9,7 @@ use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls};
 
 use crate::support::TestPostgres;
 
-/// A valid secret: `whsec_` and 32 base64-encoded bytes.
+/// A valid secret: `whsec_` and 24 base64-encoded bytes.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 async fn insert_site(client: &Client, id: i64) {
@@ -512,8 +512,22 @@ async fn notify_announces_changes_with_id_and_operation() {
             serde_json::json!({"op": "DELETE", "id": id})
         )
     );
-    // Deleting the site removes its webhooks (and announces nothing else).
-    assert!(rx.try_recv().is_err());
+    assert!(rx.try_recv().is_err(), "nothing else was announced");
+
+    // Deleting a site removes its webhooks, each announced.
+    let second = insert_webhook(&client, 5, &[]).await.unwrap();
+    assert_eq!(next(&mut rx).await.1["op"], "INSERT");
+    client
+        .execute("DELETE FROM sites WHERE id = 5", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut rx).await,
+        (
+            "webhooks_changed".into(),
+            serde_json::json!({"op": "DELETE", "id": second})
+        )
+    );
 }
 
 #[tokio::test]
