@@ -3,9 +3,12 @@
 //! See ARCHITECTURE.md for the map of this crate.
 
 pub mod analytics;
+pub mod changes;
 pub mod config;
 pub mod daemon;
+pub mod delivery;
 pub mod http;
 pub mod migrate;
+pub mod registry;
 pub mod store;
 pub mod telemetry;

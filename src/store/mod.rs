@@ -5,7 +5,9 @@
 //! `webhook_delivery_attempts`, `webhook_cursors`) and only reads
 //! Plausible's `sites` and `goals`.
 
+pub mod goals;
 mod migrations;
+pub mod webhooks;
 
 use std::time::Duration;
 

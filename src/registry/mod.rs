@@ -1,0 +1,377 @@
+//! The in-memory registry: site → active webhooks and site → goals.
+//!
+//! One writer (the change stream in `changes`) applies whole sites at a
+//! time: every change to a webhook or goal re-reads all rows of the sites it
+//! touches, so deletes, moves between sites and the 10-per-site cap need no
+//! special cases. Readers (triggers, delivery) take short read locks.
+
+pub mod model;
+mod validate;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::store::goals::GoalRow;
+use crate::store::webhooks::{UnreadableRow, Verdict, WebhookRow};
+pub use model::{EventType, Goal, GoalKind, PathPattern, Site, Webhook};
+pub use validate::UrlRules;
+
+/// The most webhooks a site may have active.
+pub const MAX_WEBHOOKS_PER_SITE: usize = 10;
+
+/// The registry's contents.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Registry {
+    /// Sites with at least one active webhook.
+    sites: HashMap<i64, Site>,
+    /// Active webhooks by id.
+    webhooks: HashMap<i64, Arc<Webhook>>,
+    /// The site of every enabled row last read, valid or not, so that a
+    /// change notification (which carries only the id) finds its site.
+    webhook_site: HashMap<i64, i64>,
+    /// The same rows by site.
+    site_rows: HashMap<i64, Vec<i64>>,
+    /// The site of every goal held.
+    goal_site: HashMap<i64, i64>,
+}
+
+/// Counts for metrics and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub sites: usize,
+    pub webhooks: usize,
+    pub goals: usize,
+}
+
+/// What applying rows changed, for the caller to act on.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Verdicts to write back (`last_error`) where they differ from the row.
+    pub verdicts: Vec<Verdict>,
+    /// Sites that became active and need their goals read.
+    pub new_sites: Vec<i64>,
+}
+
+impl Registry {
+    pub fn stats(&self) -> Stats {
+        Stats {
+            sites: self.sites.len(),
+            webhooks: self.webhooks.len(),
+            goals: self.goal_site.len(),
+        }
+    }
+
+    pub fn site(&self, id: i64) -> Option<&Site> {
+        self.sites.get(&id)
+    }
+
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.sites.values()
+    }
+
+    pub fn webhook(&self, id: i64) -> Option<&Arc<Webhook>> {
+        self.webhooks.get(&id)
+    }
+
+    /// The site an enabled row (valid or not) was last seen in.
+    pub fn site_of_webhook(&self, id: i64) -> Option<i64> {
+        self.webhook_site.get(&id).copied()
+    }
+
+    pub fn site_of_goal(&self, id: i64) -> Option<i64> {
+        self.goal_site.get(&id).copied()
+    }
+
+    /// Replaces everything the registry holds for `sites` and for the sites
+    /// of `rows` with `rows`, which must be all enabled rows of those sites.
+    pub fn replace_sites(
+        &mut self,
+        sites: &[i64],
+        rows: Vec<Result<WebhookRow, UnreadableRow>>,
+        rules: &UrlRules,
+        now: DateTime<Utc>,
+    ) -> Applied {
+        let mut by_site: HashMap<i64, Vec<Result<WebhookRow, UnreadableRow>>> =
+            sites.iter().map(|s| (*s, Vec::new())).collect();
+        for row in rows {
+            let site = match &row {
+                Ok(r) => r.site_id,
+                Err(u) => u.site_id,
+            };
+            by_site.entry(site).or_default().push(row);
+        }
+        let mut applied = Applied::default();
+        for (site_id, rows) in by_site {
+            let was_active = self.sites.contains_key(&site_id);
+            self.remove_site_webhooks(site_id);
+            self.add_site(site_id, rows, rules, now, &mut applied.verdicts);
+            if !was_active && self.sites.contains_key(&site_id) {
+                applied.new_sites.push(site_id);
+            }
+        }
+        applied
+    }
+
+    fn remove_site_webhooks(&mut self, site_id: i64) {
+        for id in self.site_rows.remove(&site_id).unwrap_or_default() {
+            self.webhook_site.remove(&id);
+        }
+        if let Some(site) = self.sites.get(&site_id) {
+            for w in &site.webhooks {
+                self.webhooks.remove(&w.id);
+            }
+        }
+    }
+
+    /// Validates a site's rows, applies the cap, and keeps the site (with
+    /// its goals) only if it has an active webhook.
+    fn add_site(
+        &mut self,
+        site_id: i64,
+        mut rows: Vec<Result<WebhookRow, UnreadableRow>>,
+        rules: &UrlRules,
+        now: DateTime<Utc>,
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        rows.sort_by_key(|r| match r {
+            Ok(r) => (Some(r.inserted_at), r.id),
+            Err(u) => (None, u.id),
+        });
+        let mut active: Vec<Arc<Webhook>> = Vec::new();
+        let mut site_info = None;
+        let row_ids: Vec<i64> = rows
+            .iter()
+            .map(|r| match r {
+                Ok(r) => r.id,
+                Err(u) => u.id,
+            })
+            .collect();
+        if !row_ids.is_empty() {
+            self.site_rows.insert(site_id, row_ids);
+        }
+        for row in rows {
+            match row {
+                Err(unreadable) => {
+                    self.webhook_site.insert(unreadable.id, site_id);
+                    tracing::warn!(webhook_id = unreadable.id, error = %unreadable.error, "webhook row is invalid");
+                    if let Some(judged_at) = unreadable.updated_at {
+                        verdicts.push(Verdict {
+                            id: unreadable.id,
+                            error: Some(unreadable.error),
+                            judged_at,
+                        });
+                    }
+                }
+                Ok(row) => {
+                    self.webhook_site.insert(row.id, site_id);
+                    let verdict = match validate::webhook(&row, rules, now) {
+                        Ok(_) if active.len() >= MAX_WEBHOOKS_PER_SITE => Err(format!(
+                            "site {site_id} already has {MAX_WEBHOOKS_PER_SITE} active webhooks; this one is not active"
+                        )),
+                        Ok(webhook) => {
+                            active.push(Arc::new(webhook));
+                            Ok(())
+                        }
+                        Err(reason) => Err(reason),
+                    };
+                    let error = verdict.err();
+                    if let Some(reason) = &error
+                        && row.last_error.as_ref() != Some(reason)
+                    {
+                        tracing::warn!(webhook_id = row.id, site_id, error = %reason, "webhook row is invalid");
+                    }
+                    if row.last_error != error {
+                        verdicts.push(Verdict {
+                            id: row.id,
+                            error,
+                            judged_at: row.updated_at,
+                        });
+                    }
+                    site_info.get_or_insert((row.site_domain, row.site_timezone));
+                }
+            }
+        }
+        match (active.is_empty(), site_info) {
+            (false, Some((domain, timezone))) => {
+                for w in &active {
+                    self.webhooks.insert(w.id, w.clone());
+                }
+                let goals = self
+                    .sites
+                    .remove(&site_id)
+                    .map(|s| s.goals)
+                    .unwrap_or_default();
+                self.sites.insert(
+                    site_id,
+                    Site {
+                        id: site_id,
+                        domain,
+                        timezone,
+                        webhooks: active,
+                        goals,
+                    },
+                );
+            }
+            _ => {
+                if let Some(site) = self.sites.remove(&site_id) {
+                    for g in site.goals {
+                        self.goal_site.remove(&g.id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces the goals of `sites` and of the sites of `rows` with `rows`
+    /// (all goals of those sites). Goals of sites without an active webhook
+    /// are not kept.
+    pub fn replace_goals(&mut self, sites: &[i64], rows: Vec<Result<GoalRow, String>>) {
+        let mut by_site: HashMap<i64, Vec<Arc<Goal>>> =
+            sites.iter().map(|s| (*s, Vec::new())).collect();
+        for row in rows {
+            match row.and_then(|r| validate::goal(&r)) {
+                Ok(goal) => by_site
+                    .entry(goal.site_id)
+                    .or_default()
+                    .push(Arc::new(goal)),
+                Err(reason) => tracing::warn!(error = %reason, "goal is skipped"),
+            }
+        }
+        for (site_id, mut goals) in by_site {
+            if let Some(site) = self.sites.get_mut(&site_id) {
+                for g in &site.goals {
+                    self.goal_site.remove(&g.id);
+                }
+                goals.sort_by_key(|g| g.id);
+                for g in &goals {
+                    self.goal_site.insert(g.id, site_id);
+                }
+                site.goals = goals;
+            }
+        }
+    }
+
+    /// Builds a whole registry from a full read.
+    pub fn load(
+        webhooks: Vec<Result<WebhookRow, UnreadableRow>>,
+        goals: Vec<Result<GoalRow, String>>,
+        rules: &UrlRules,
+        now: DateTime<Utc>,
+    ) -> (Registry, Vec<Verdict>) {
+        let mut registry = Registry::default();
+        let applied = registry.replace_sites(&[], webhooks, rules, now);
+        registry.replace_goals(&[], goals);
+        (registry, applied.verdicts)
+    }
+
+    /// The ids of webhooks and goals whose state differs between two
+    /// registries (present in one only, or different).
+    pub fn differences(&self, other: &Registry) -> Differences {
+        let mut out = Differences::default();
+        let ids: BTreeSet<i64> = self
+            .webhooks
+            .keys()
+            .chain(other.webhooks.keys())
+            .copied()
+            .collect();
+        for id in ids {
+            if self.webhooks.get(&id) != other.webhooks.get(&id) {
+                out.webhooks.push(id);
+            }
+        }
+        let goal_of = |r: &Registry| -> HashMap<i64, Arc<Goal>> {
+            r.sites
+                .values()
+                .flat_map(|s| s.goals.iter().map(|g| (g.id, g.clone())))
+                .collect()
+        };
+        let (mine, theirs) = (goal_of(self), goal_of(other));
+        let ids: BTreeSet<i64> = mine.keys().chain(theirs.keys()).copied().collect();
+        for id in ids {
+            if mine.get(&id) != theirs.get(&id) {
+                out.goals.push(id);
+            }
+        }
+        for (id, site) in &self.sites {
+            if let Some(theirs) = other.sites.get(id)
+                && (theirs.domain != site.domain || theirs.timezone != site.timezone)
+            {
+                out.sites.push(*id);
+            }
+        }
+        out
+    }
+}
+
+/// What differs between two registries.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Differences {
+    pub webhooks: Vec<i64>,
+    pub goals: Vec<i64>,
+    pub sites: Vec<i64>,
+}
+
+impl Differences {
+    pub fn count(&self) -> usize {
+        self.webhooks.len() + self.goals.len() + self.sites.len()
+    }
+}
+
+/// A shared handle to the registry: cheap to clone, read by many, written
+/// by the change stream.
+#[derive(Clone)]
+pub struct RegistryHandle {
+    inner: Arc<RwLock<Registry>>,
+    version: Arc<watch::Sender<u64>>,
+}
+
+impl Default for RegistryHandle {
+    fn default() -> Self {
+        RegistryHandle {
+            inner: Arc::default(),
+            version: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl RegistryHandle {
+    /// A read lock; hold it briefly.
+    pub fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        // A writer that panicked cannot leave a half-applied site behind
+        // (sites are replaced whole), so a poisoned lock is still usable.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks a change as applied: wakes subscribers and updates metrics.
+    pub(crate) fn publish(&self) {
+        let stats = self.read().stats();
+        metrics::gauge!("plausible_webhooks_registry_sites").set(stats.sites as f64);
+        metrics::gauge!("plausible_webhooks_registry_webhooks").set(stats.webhooks as f64);
+        metrics::gauge!("plausible_webhooks_registry_goals").set(stats.goals as f64);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// A receiver that changes whenever the registry does.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    pub fn webhook(&self, id: i64) -> Option<Arc<Webhook>> {
+        self.read().webhook(id).cloned()
+    }
+
+    pub fn site(&self, id: i64) -> Option<Site> {
+        self.read().site(id).cloned()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.read().stats()
+    }
+}

@@ -1,0 +1,454 @@
+//! Turning rows into validated webhooks and goals. Every refusal is a
+//! sentence a person can act on: the web app shows it as `last_error`.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use chrono::{DateTime, Utc};
+
+use super::model::{
+    DropRule, EventType, Goal, GoalKind, GoalRule, PathPattern, SigningSecret, SpikeRule, Webhook,
+};
+use crate::delivery::ssrf::Policy;
+use crate::store::goals::GoalRow;
+use crate::store::webhooks::WebhookRow;
+
+/// What webhook URLs may look like, from the delivery config.
+#[derive(Debug, Clone, Default)]
+pub struct UrlRules {
+    pub allow_http: bool,
+    pub policy: Policy,
+}
+
+pub fn webhook(row: &WebhookRow, rules: &UrlRules, now: DateTime<Utc>) -> Result<Webhook, String> {
+    let url = url(&row.url, rules)?;
+
+    let mut secrets = vec![SigningSecret::new(secret("secret", &row.secret)?, None)];
+    match (&row.previous_secret, row.previous_secret_expires_at) {
+        (Some(previous), Some(expires_at)) => {
+            let key = secret("previous_secret", previous)?;
+            if now < expires_at {
+                secrets.push(SigningSecret::new(key, Some(expires_at)));
+            }
+        }
+        (None, None) => {}
+        _ => {
+            return Err(
+                "previous_secret and previous_secret_expires_at must be set together".into(),
+            );
+        }
+    }
+
+    let mut events = Vec::new();
+    for event in &row.event_types {
+        let Some(name) = event else {
+            return Err("event_types must not contain null".into());
+        };
+        match EventType::parse(name) {
+            Some(t) => events.push(t),
+            None => {
+                return Err(format!(
+                    "unknown event type {name:?}; known types are traffic.spike, traffic.drop and goal.completed"
+                ));
+            }
+        }
+    }
+    if events.is_empty() {
+        return Err("event_types must name at least one event type".into());
+    }
+
+    let spike = if events.contains(&EventType::TrafficSpike) {
+        let threshold = positive("spike_threshold", row.spike_threshold, "traffic.spike")?;
+        let window_minutes = in_range("spike_window_minutes", row.spike_window_minutes, 1, 60)?;
+        Some(SpikeRule {
+            threshold,
+            window_minutes,
+        })
+    } else {
+        None
+    };
+    let drop = if events.contains(&EventType::TrafficDrop) {
+        Some(DropRule {
+            threshold: positive("drop_threshold", row.drop_threshold, "traffic.drop")?,
+        })
+    } else {
+        None
+    };
+    let goals = if events.contains(&EventType::GoalCompleted) {
+        let goal_ids = match &row.goal_ids {
+            None => None,
+            Some(ids) => {
+                let ids: Option<Vec<i64>> = ids.iter().copied().collect();
+                match ids {
+                    Some(ids) if !ids.is_empty() => Some(ids),
+                    Some(_) => {
+                        return Err(
+                            "goal_ids must be null (all goals) or name at least one goal".into(),
+                        );
+                    }
+                    None => return Err("goal_ids must not contain null".into()),
+                }
+            }
+        };
+        let interval = in_range(
+            "goal_interval_seconds",
+            row.goal_interval_seconds,
+            1,
+            86_400,
+        )?;
+        Some(GoalRule {
+            goal_ids,
+            interval: Duration::from_secs(u64::from(interval)),
+        })
+    } else {
+        None
+    };
+    let cooldown = in_range("cooldown_minutes", row.cooldown_minutes, 1, 43_200)?;
+
+    Ok(Webhook {
+        id: row.id,
+        site_id: row.site_id,
+        url,
+        secrets,
+        spike,
+        drop,
+        goals,
+        cooldown: Duration::from_secs(u64::from(cooldown) * 60),
+        inserted_at: row.inserted_at,
+        updated_at: row.updated_at,
+    })
+}
+
+fn url(raw: &str, rules: &UrlRules) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("url is not a valid URL: {e}"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if rules.allow_http => {}
+        "http" => return Err("url must use https".into()),
+        other => return Err(format!("url scheme {other:?} is not supported; use https")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("url must not contain a user name or password".into());
+    }
+    let Some(host) = url.host_str() else {
+        return Err("url has no host".into());
+    };
+    if rules.policy.host_allowed(host) {
+        return Ok(url);
+    }
+    let lower = host.to_ascii_lowercase();
+    if lower == "localhost" || lower.ends_with(".localhost") {
+        return Err(format!(
+            "url host {host} is local; webhooks may only target public addresses"
+        ));
+    }
+    rules
+        .policy
+        .check_host_literal(host)
+        .map_err(|e| format!("url host {e}"))?;
+    Ok(url)
+}
+
+/// Standard base64, decoded as leniently as the database check and other
+/// Standard Webhooks libraries accept it (padding optional, stray trailing
+/// bits ignored).
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// `whsec_` followed by standard base64 of 24 to 64 bytes.
+fn secret(column: &str, value: &str) -> Result<Vec<u8>, String> {
+    let Some(encoded) = value.strip_prefix("whsec_") else {
+        return Err(format!("{column} must start with \"whsec_\""));
+    };
+    let key = LENIENT
+        .decode(encoded)
+        .map_err(|_| format!("{column} must be \"whsec_\" followed by base64"))?;
+    if !(24..=64).contains(&key.len()) {
+        return Err(format!(
+            "{column} must decode to 24 to 64 bytes, not {}",
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
+fn positive(column: &str, value: Option<i32>, event: &str) -> Result<u32, String> {
+    match value {
+        None => Err(format!("{column} is required for {event}")),
+        Some(v) if v >= 1 => Ok(v as u32),
+        Some(v) => Err(format!("{column} must be at least 1, not {v}")),
+    }
+}
+
+fn in_range(column: &str, value: i32, min: i32, max: i32) -> Result<u32, String> {
+    if (min..=max).contains(&value) {
+        Ok(value as u32)
+    } else {
+        Err(format!(
+            "{column} must be between {min} and {max}, not {value}"
+        ))
+    }
+}
+
+pub fn goal(row: &GoalRow) -> Result<Goal, String> {
+    let kind = match (&row.event_name, &row.page_path) {
+        (Some(name), None) => GoalKind::Event { name: name.clone() },
+        (None, Some(path)) if row.scroll_threshold > -1 => {
+            let threshold = u8::try_from(row.scroll_threshold)
+                .ok()
+                .filter(|t| *t <= 100)
+                .ok_or_else(|| {
+                    format!(
+                        "goal {}: scroll_threshold {} is not between -1 and 100",
+                        row.id, row.scroll_threshold
+                    )
+                })?;
+            GoalKind::Scroll {
+                path: PathPattern::new(path),
+                threshold,
+            }
+        }
+        (None, Some(path)) => GoalKind::Page {
+            path: PathPattern::new(path),
+        },
+        _ => {
+            return Err(format!(
+                "goal {}: exactly one of event_name and page_path must be set",
+                row.id
+            ));
+        }
+    };
+    let custom_props = match &row.custom_props {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
+                _ => Err(format!(
+                    "goal {}: custom property {k:?} is not a string",
+                    row.id
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        serde_json::Value::Null => Vec::new(),
+        _ => return Err(format!("goal {}: custom_props is not an object", row.id)),
+    };
+    Ok(Goal {
+        id: row.id,
+        site_id: row.site_id,
+        display_name: row.display_name.clone(),
+        kind,
+        custom_props,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, DeliveryConfig};
+
+    fn row() -> WebhookRow {
+        WebhookRow {
+            id: 1,
+            site_id: 2,
+            site_domain: "example.com".into(),
+            site_timezone: "Etc/UTC".into(),
+            url: "https://hooks.example.com/x".into(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            event_types: vec![Some("traffic.spike".into())],
+            spike_threshold: Some(10),
+            spike_window_minutes: 5,
+            drop_threshold: None,
+            cooldown_minutes: 720,
+            goal_ids: None,
+            goal_interval_seconds: 60,
+            last_error: None,
+            inserted_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn rules(delivery: impl FnOnce(&mut DeliveryConfig)) -> UrlRules {
+        let mut config = Config::defaults().delivery;
+        delivery(&mut config);
+        UrlRules {
+            allow_http: config.allow_http,
+            policy: Policy::from_config(&config),
+        }
+    }
+
+    fn error(change: impl FnOnce(&mut WebhookRow)) -> String {
+        let mut r = row();
+        change(&mut r);
+        webhook(&r, &rules(|_| {}), Utc::now()).unwrap_err()
+    }
+
+    #[test]
+    fn a_valid_row_becomes_a_webhook() {
+        let w = webhook(&row(), &rules(|_| {}), Utc::now()).unwrap();
+        assert_eq!(
+            w.spike,
+            Some(SpikeRule {
+                threshold: 10,
+                window_minutes: 5
+            })
+        );
+        assert_eq!(w.cooldown, Duration::from_secs(720 * 60));
+        assert_eq!(w.secrets.len(), 1);
+        assert!(!format!("{w:?}").contains("MfKQ9r8"));
+    }
+
+    #[test]
+    fn each_kind_of_bad_row_gets_a_readable_reason() {
+        assert_eq!(
+            error(|r| r.url = "http://hooks.example.com".into()),
+            "url must use https"
+        );
+        assert_eq!(
+            error(|r| r.url = "ftp://x.example".into()),
+            "url scheme \"ftp\" is not supported; use https"
+        );
+        assert!(error(|r| r.url = "not a url".into()).starts_with("url is not a valid URL"));
+        assert_eq!(
+            error(|r| r.url = "https://10.1.2.3/hook".into()),
+            "url host 10.1.2.3 is a private address; webhooks may only target public addresses"
+        );
+        assert_eq!(
+            error(|r| r.url = "https://[::ffff:127.0.0.1]/".into()),
+            "url host 127.0.0.1 is a loopback address; webhooks may only target public addresses"
+        );
+        assert!(error(|r| r.url = "https://localhost:8080/".into()).contains("is local"));
+        assert_eq!(
+            error(|r| r.url = "https://u:p@example.com/".into()),
+            "url must not contain a user name or password"
+        );
+        assert_eq!(
+            error(|r| r.secret = "abc".into()),
+            "secret must start with \"whsec_\""
+        );
+        assert_eq!(
+            error(|r| r.secret = "whsec_!!".into()),
+            "secret must be \"whsec_\" followed by base64"
+        );
+        assert_eq!(
+            error(|r| r.secret = "whsec_c2hvcnQ=".into()),
+            "secret must decode to 24 to 64 bytes, not 5"
+        );
+        assert_eq!(
+            error(|r| r.event_types = vec![Some("page.viewed".into())]),
+            "unknown event type \"page.viewed\"; known types are traffic.spike, traffic.drop and goal.completed"
+        );
+        assert_eq!(
+            error(|r| r.event_types = vec![]),
+            "event_types must name at least one event type"
+        );
+        assert_eq!(
+            error(|r| r.spike_threshold = None),
+            "spike_threshold is required for traffic.spike"
+        );
+        assert_eq!(
+            error(|r| r.spike_threshold = Some(0)),
+            "spike_threshold must be at least 1, not 0"
+        );
+        assert_eq!(
+            error(|r| r.spike_window_minutes = 90),
+            "spike_window_minutes must be between 1 and 60, not 90"
+        );
+        assert_eq!(
+            error(|r| {
+                r.event_types = vec![Some("traffic.drop".into())];
+            }),
+            "drop_threshold is required for traffic.drop"
+        );
+        assert_eq!(
+            error(|r| {
+                r.event_types = vec![Some("goal.completed".into())];
+                r.goal_ids = Some(vec![Some(1), None]);
+            }),
+            "goal_ids must not contain null"
+        );
+        assert_eq!(
+            error(|r| r.previous_secret = Some("whsec_x".into())),
+            "previous_secret and previous_secret_expires_at must be set together"
+        );
+    }
+
+    #[test]
+    fn http_and_allowed_hosts_by_config() {
+        let mut r = row();
+        r.url = "http://127.0.0.1:9000/hook".into();
+        let open = rules(|d| {
+            d.allow_http = true;
+            d.allowed_cidrs = vec!["127.0.0.0/8".into()];
+        });
+        assert!(webhook(&r, &open, Utc::now()).is_ok());
+        r.url = "https://localhost/hook".into();
+        let hosts = rules(|d| d.allowed_hosts = vec!["localhost".into()]);
+        assert!(webhook(&r, &hosts, Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn an_expired_previous_secret_no_longer_signs() {
+        let mut r = row();
+        r.previous_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        r.previous_secret_expires_at = Some(Utc::now() + chrono::Duration::hours(1));
+        let w = webhook(&r, &rules(|_| {}), Utc::now()).unwrap();
+        assert_eq!(w.secrets.len(), 2);
+        assert_eq!(
+            w.active_secrets(Utc::now() + chrono::Duration::hours(2))
+                .count(),
+            1
+        );
+        r.previous_secret_expires_at = Some(Utc::now() - chrono::Duration::hours(1));
+        assert_eq!(
+            webhook(&r, &rules(|_| {}), Utc::now())
+                .unwrap()
+                .secrets
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn goal_kinds() {
+        let mut g = GoalRow {
+            id: 1,
+            site_id: 2,
+            event_name: Some("Signup".into()),
+            page_path: None,
+            display_name: "Signup".into(),
+            scroll_threshold: -1,
+            custom_props: serde_json::json!({"plan": "pro"}),
+        };
+        let event = goal(&g).unwrap();
+        assert_eq!(
+            event.kind,
+            GoalKind::Event {
+                name: "Signup".into()
+            }
+        );
+        assert_eq!(event.custom_props, vec![("plan".into(), "pro".into())]);
+        g.event_name = None;
+        g.page_path = Some("/blog/**".into());
+        assert_eq!(goal(&g).unwrap().kind.as_str(), "page");
+        g.scroll_threshold = 75;
+        assert_eq!(
+            goal(&g).unwrap().kind,
+            GoalKind::Scroll {
+                path: PathPattern::Wildcard("/blog/**".into()),
+                threshold: 75
+            }
+        );
+        g.scroll_threshold = 101;
+        assert!(goal(&g).is_err());
+        g.event_name = Some("x".into());
+        assert!(goal(&g).is_err());
+    }
+}

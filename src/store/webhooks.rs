@@ -1,0 +1,128 @@
+//! Reading webhook rows (as the web app wrote them) and writing back the
+//! daemon's verdict on each.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::StoreError;
+
+/// A `webhooks` row as stored; the registry validates it. Fields the web
+/// app could leave malformed are read leniently (arrays may hold NULLs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookRow {
+    pub id: i64,
+    pub site_id: i64,
+    pub site_domain: String,
+    pub site_timezone: String,
+    pub url: String,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub event_types: Vec<Option<String>>,
+    pub spike_threshold: Option<i32>,
+    pub spike_window_minutes: i32,
+    pub drop_threshold: Option<i32>,
+    pub cooldown_minutes: i32,
+    pub goal_ids: Option<Vec<Option<i64>>>,
+    pub goal_interval_seconds: i32,
+    pub last_error: Option<String>,
+    pub inserted_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A row that could not be decoded at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadableRow {
+    pub id: i64,
+    pub site_id: i64,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub error: String,
+}
+
+impl WebhookRow {
+    fn from_row(row: &Row) -> Result<WebhookRow, UnreadableRow> {
+        let decode = || -> Result<WebhookRow, tokio_postgres::Error> {
+            Ok(WebhookRow {
+                id: row.try_get("id")?,
+                site_id: row.try_get("site_id")?,
+                site_domain: row.try_get("domain")?,
+                site_timezone: row.try_get("timezone")?,
+                url: row.try_get("url")?,
+                secret: row.try_get("secret")?,
+                previous_secret: row.try_get("previous_secret")?,
+                previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
+                event_types: row.try_get("event_types")?,
+                spike_threshold: row.try_get("spike_threshold")?,
+                spike_window_minutes: row.try_get("spike_window_minutes")?,
+                drop_threshold: row.try_get("drop_threshold")?,
+                cooldown_minutes: row.try_get("cooldown_minutes")?,
+                goal_ids: row.try_get("goal_ids")?,
+                goal_interval_seconds: row.try_get("goal_interval_seconds")?,
+                last_error: row.try_get("last_error")?,
+                inserted_at: row.try_get("inserted_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        };
+        decode().map_err(|e| UnreadableRow {
+            id: row.try_get("id").unwrap_or_default(),
+            site_id: row.try_get("site_id").unwrap_or_default(),
+            updated_at: row.try_get("updated_at").ok(),
+            error: format!("the row could not be read: {e}"),
+        })
+    }
+}
+
+fn decode_all(rows: &[Row]) -> Vec<Result<WebhookRow, UnreadableRow>> {
+    rows.iter().map(WebhookRow::from_row).collect()
+}
+
+/// Every enabled webhook, oldest first within each site.
+pub async fn load_all(
+    client: &impl GenericClient,
+) -> Result<Vec<Result<WebhookRow, UnreadableRow>>, StoreError> {
+    let rows = client
+        .query(include_str!("sql/webhooks_load_all.sql"), &[])
+        .await?;
+    Ok(decode_all(&rows))
+}
+
+/// Every enabled webhook of `sites` and of the sites `ids` belong to.
+pub async fn load_sites(
+    client: &impl GenericClient,
+    sites: &[i64],
+    ids: &[i64],
+) -> Result<Vec<Result<WebhookRow, UnreadableRow>>, StoreError> {
+    let rows = client
+        .query(include_str!("sql/webhooks_load_sites.sql"), &[&sites, &ids])
+        .await?;
+    Ok(decode_all(&rows))
+}
+
+/// The daemon's verdict on one row: `None` when valid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub id: i64,
+    pub error: Option<String>,
+    pub judged_at: DateTime<Utc>,
+}
+
+/// Writes `last_error` where it changed and the row is still the version
+/// judged. Returns how many rows changed.
+pub async fn write_verdicts(
+    client: &impl GenericClient,
+    verdicts: &[Verdict],
+) -> Result<u64, StoreError> {
+    if verdicts.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = verdicts.iter().map(|v| v.id).collect();
+    let errors: Vec<Option<&str>> = verdicts.iter().map(|v| v.error.as_deref()).collect();
+    let judged: Vec<DateTime<Utc>> = verdicts.iter().map(|v| v.judged_at).collect();
+    Ok(client
+        .execute(
+            include_str!("sql/webhooks_write_errors.sql"),
+            &[&ids, &errors, &judged],
+        )
+        .await?)
+}
