@@ -7,8 +7,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
 use crate::analytics::{Analytics, AnalyticsError};
+use crate::changes::ChangeStream;
 use crate::config::Config;
 use crate::http::{AdminServer, HttpError};
+use crate::registry::RegistryHandle;
 use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +48,13 @@ pub async fn run(
         result = wait_for_databases(&pool, &analytics) => Some(result),
         () = &mut shutdown => None,
     };
+    let mut tasks = Vec::new();
     let result = match started {
         Some(Err(e)) => Err(e),
         Some(Ok(())) => {
+            let registry = RegistryHandle::default();
+            let changes = ChangeStream::new(&config, pool.clone(), registry)?;
+            tasks.push(tokio::spawn(changes.run(stop_rx.clone())));
             metrics::gauge!("plausible_webhooks_up").set(1.0);
             tracing::info!(version = env!("CARGO_PKG_VERSION"), "ready");
             shutdown.await;
@@ -60,6 +66,11 @@ pub async fn run(
     tracing::info!("shutting down");
     metrics::gauge!("plausible_webhooks_up").set(0.0);
     let _ = stop_tx.send(true);
+    for task in tasks {
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "task failed while stopping");
+        }
+    }
     match admin_task.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "admin http server stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "admin http server task failed"),

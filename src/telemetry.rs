@@ -52,6 +52,47 @@ fn describe_metrics() {
         "plausible_webhooks_up",
         "1 while the daemon is connected to both databases and running, else 0."
     );
+    metrics::describe_gauge!(
+        "plausible_webhooks_change_stream_connected",
+        "1 while the LISTEN connection is up and the registry loaded, else 0."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_change_stream_reconnects_total",
+        "Times the change stream lost its connection and started over."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_registry_sites",
+        "Sites with at least one active webhook."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_registry_webhooks",
+        "Active webhooks: enabled, valid, and within their site's cap."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_registry_goals",
+        "Goals held for sites with active webhooks."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_registry_changes_applied_total",
+        "Change notifications applied to the registry."
+    );
+    metrics::describe_histogram!(
+        "plausible_webhooks_registry_apply_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to apply one batch of change notifications."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_registry_resyncs_total",
+        "Full reads of the webhooks and goals tables, by reason."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_registry_reconciliations_total",
+        "Periodic reconciliation passes."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_registry_drift_fixed_total",
+        "Differences a reconciliation found that no notification explained."
+    );
     metrics::gauge!("plausible_webhooks_build_info", "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
 }

@@ -8,3 +8,4 @@ mod config;
 mod daemon;
 mod docs;
 mod postgres_schema;
+mod registry;

@@ -149,17 +149,24 @@ impl TestClickhouse {
     }
 }
 
+/// The built-in defaults pointed at this Postgres database, with the admin
+/// server on an ephemeral port.
+pub fn config_pg(pg: &TestPostgres) -> Config {
+    let mut config = Config::defaults();
+    config.postgres.url = PostgresUrl::new(pg.url.clone());
+    config.http.listen = "127.0.0.1:0".parse().expect("address parses");
+    config
+}
+
 /// The built-in defaults, pointed at these databases, with the admin
 /// server on an ephemeral port.
 pub fn config(pg: &TestPostgres, ch: &TestClickhouse) -> Config {
-    let mut config = Config::defaults();
+    let mut config = config_pg(pg);
     let servers = servers();
-    config.postgres.url = PostgresUrl::new(pg.url.clone());
     config.clickhouse.url = servers.clickhouse_url.clone();
     config.clickhouse.user = servers.clickhouse_user.clone();
     config.clickhouse.password = Secret::new(servers.clickhouse_password.clone());
     config.clickhouse.database = ch.database.clone();
-    config.http.listen = "127.0.0.1:0".parse().expect("address parses");
     config
 }
 

@@ -1,0 +1,88 @@
+//! The dedicated LISTEN connection, driven through `poll_message`, its
+//! notifications forwarded on a bounded queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::store::StoreError;
+
+/// Notifications waiting to be applied; past this the queue overflows and
+/// the registry is read in full instead.
+const QUEUE: usize = 100_000;
+
+#[derive(Debug, Clone)]
+pub(super) struct Notification {
+    pub channel: String,
+    pub payload: String,
+}
+
+pub(super) struct Listener {
+    /// Closes when the connection does.
+    pub notifications: mpsc::Receiver<Notification>,
+    overflow: Arc<AtomicBool>,
+    // Dropping the client closes the connection.
+    _client: tokio_postgres::Client,
+}
+
+impl Listener {
+    /// Connects and LISTENs on `channels`. Notifications sent after this
+    /// returns are all delivered (or the overflow flag is raised).
+    pub async fn connect(
+        pg: &tokio_postgres::Config,
+        channels: &[&str],
+    ) -> Result<Listener, StoreError> {
+        let (client, mut connection) = pg.connect(NoTls).await.map_err(StoreError::Connect)?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let flag = overflow.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+                match message {
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        let n = Notification {
+                            channel: n.channel().to_string(),
+                            payload: n.payload().to_string(),
+                        };
+                        match tx.try_send(n) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                flag.store(true, Ordering::Release);
+                            }
+                            // The session ended; so does this connection.
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        }
+                    }
+                    Some(Ok(AsyncMessage::Notice(notice))) => {
+                        tracing::debug!(notice = %notice.message(), "postgres notice");
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "change stream connection failed");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        });
+        for channel in channels {
+            client
+                .batch_execute(&format!("LISTEN {channel}"))
+                .await
+                .map_err(StoreError::Query)?;
+        }
+        Ok(Listener {
+            notifications: rx,
+            overflow,
+            _client: client,
+        })
+    }
+
+    /// True (once) if notifications were dropped since the last call.
+    pub fn take_overflow(&self) -> bool {
+        self.overflow.swap(false, Ordering::AcqRel)
+    }
+}

@@ -1,0 +1,378 @@
+//! The change stream: keeps the registry equal to the `webhooks` and
+//! `goals` tables.
+//!
+//! A session is: connect a dedicated connection, LISTEN on
+//! `webhooks_changed` and `goals_changed`, then read everything (so that no
+//! change can fall between the read and the first notification), then apply
+//! notifications in batches as they arrive. Any error ends the session; the
+//! next one starts after a capped exponential backoff and reads everything
+//! again, so changes made while disconnected are never missed. A periodic
+//! reconciliation re-reads everything as a safety net and counts the drift
+//! it had to fix.
+
+mod listener;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::delivery::ssrf::Policy;
+use crate::registry::{Registry, RegistryHandle, UrlRules};
+use crate::store::{self, StoreError, goals, webhooks};
+use listener::{Listener, Notification};
+
+/// The channels the migrations' triggers notify.
+const WEBHOOKS_CHANNEL: &str = "webhooks_changed";
+const GOALS_CHANNEL: &str = "goals_changed";
+
+/// At most this many notifications are applied as one batch.
+const MAX_BATCH: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangesError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the change stream connection closed")]
+    Disconnected,
+}
+
+/// Why the registry was read in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resync {
+    /// A session started: at start-up or after a reconnect.
+    Connect,
+    /// Notifications were lost (the queue overflowed) or unreadable.
+    Lost,
+}
+
+impl Resync {
+    fn label(self) -> &'static str {
+        match self {
+            Resync::Connect => "connect",
+            Resync::Lost => "lost_notifications",
+        }
+    }
+}
+
+/// Runs the change stream until `shutdown` turns true.
+pub struct ChangeStream {
+    pool: Pool,
+    pg: tokio_postgres::Config,
+    registry: RegistryHandle,
+    rules: UrlRules,
+    reconcile_every: Duration,
+}
+
+impl ChangeStream {
+    pub fn new(
+        config: &Config,
+        pool: Pool,
+        registry: RegistryHandle,
+    ) -> Result<ChangeStream, StoreError> {
+        let mut pg = store::pg_config(&config.postgres)?;
+        // A dead peer is noticed within about a minute even when no
+        // notification is due.
+        pg.keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3)
+            .application_name("plausible-webhooks changes");
+        Ok(ChangeStream {
+            pool,
+            pg,
+            registry,
+            rules: UrlRules {
+                allow_http: config.delivery.allow_http,
+                policy: Policy::from_config(&config.delivery),
+            },
+            reconcile_every: Duration::from_secs(config.registry.reconcile_interval_secs),
+        })
+    }
+
+    pub fn registry(&self) -> &RegistryHandle {
+        &self.registry
+    }
+
+    /// Keeps the registry current until `shutdown` is true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let result = tokio::select! {
+                r = self.session() => r,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            metrics::gauge!("plausible_webhooks_change_stream_connected").set(0.0);
+            let (error, healthy) = match result {
+                Ok(never) => match never {},
+                Err((e, healthy)) => (e, healthy),
+            };
+            if healthy {
+                delay = Duration::from_millis(100);
+            }
+            metrics::counter!("plausible_webhooks_change_stream_reconnects_total").increment(1);
+            tracing::warn!(error = %error, retry_in = ?delay, "change stream interrupted");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// One connection's life. Returns only with an error, and whether the
+    /// session got as far as a full read (so the backoff can start over).
+    async fn session(&self) -> Result<std::convert::Infallible, (ChangesError, bool)> {
+        let mut listener = Listener::connect(&self.pg, &[WEBHOOKS_CHANNEL, GOALS_CHANNEL])
+            .await
+            .map_err(|e| (e.into(), false))?;
+        self.resync(Resync::Connect, &mut listener.notifications)
+            .await
+            .map_err(|e| (e, false))?;
+        metrics::gauge!("plausible_webhooks_change_stream_connected").set(1.0);
+        tracing::info!("change stream connected");
+
+        let mut reconcile = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.reconcile_every,
+            self.reconcile_every,
+        );
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                first = listener.notifications.recv() => {
+                    let Some(first) = first else {
+                        return Err((ChangesError::Disconnected, true));
+                    };
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match listener.notifications.try_recv() {
+                            Ok(n) => batch.push(n),
+                            Err(_) => break,
+                        }
+                    }
+                    let lost = self.apply(&batch).await.map_err(|e| (e, true))?;
+                    if lost {
+                        self.resync(Resync::Lost, &mut listener.notifications)
+                            .await
+                            .map_err(|e| (e, true))?;
+                    }
+                }
+                _ = reconcile.tick() => {
+                    self.reconcile(&mut listener.notifications).await.map_err(|e| (e, true))?;
+                }
+            }
+            if listener.take_overflow() {
+                tracing::warn!("change notifications overflowed; reading everything again");
+                self.resync(Resync::Lost, &mut listener.notifications)
+                    .await
+                    .map_err(|e| (e, true))?;
+            }
+        }
+    }
+
+    /// Reads both tables whole (in one snapshot) and builds a registry.
+    async fn read_all(&self) -> Result<(Registry, Vec<webhooks::Verdict>), ChangesError> {
+        let mut client = self.pool.get().await.map_err(StoreError::from)?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(StoreError::from)?;
+        let webhook_rows = webhooks::load_all(&*tx).await?;
+        let goal_rows = goals::load_all(&*tx).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Registry::load(
+            webhook_rows,
+            goal_rows,
+            &self.rules,
+            Utc::now(),
+        ))
+    }
+
+    /// Replaces the registry with a full read, then applies whatever was
+    /// notified meanwhile.
+    async fn resync(
+        &self,
+        reason: Resync,
+        notifications: &mut mpsc::Receiver<Notification>,
+    ) -> Result<(), ChangesError> {
+        let started = Instant::now();
+        let (fresh, verdicts) = self.read_all().await?;
+        let stats = fresh.stats();
+        *self.registry.write() = fresh;
+        self.write_verdicts(&verdicts).await?;
+        metrics::counter!("plausible_webhooks_registry_resyncs_total", "reason" => reason.label())
+            .increment(1);
+        tracing::info!(
+            reason = reason.label(),
+            sites = stats.sites,
+            webhooks = stats.webhooks,
+            goals = stats.goals,
+            elapsed = ?started.elapsed(),
+            "registry loaded"
+        );
+        // Anything unreadable among these is covered by the next
+        // reconciliation.
+        let pending = drain(notifications);
+        self.apply(&pending).await?;
+        self.registry.publish();
+        Ok(())
+    }
+
+    /// Compares a full read with the registry, counts the differences that
+    /// no pending notification explains, and adopts the full read.
+    async fn reconcile(
+        &self,
+        notifications: &mut mpsc::Receiver<Notification>,
+    ) -> Result<(), ChangesError> {
+        let (fresh, verdicts) = self.read_all().await?;
+        let pending = drain(notifications);
+        let explained = Ids::of(&pending);
+        let differences = self.registry.read().differences(&fresh);
+        let drift = differences
+            .webhooks
+            .iter()
+            .filter(|id| !explained.webhooks.contains(id))
+            .count()
+            + differences
+                .goals
+                .iter()
+                .filter(|id| !explained.goals.contains(id))
+                .count()
+            + differences.sites.len();
+        *self.registry.write() = fresh;
+        self.write_verdicts(&verdicts).await?;
+        metrics::counter!("plausible_webhooks_registry_reconciliations_total").increment(1);
+        if drift > 0 {
+            metrics::counter!("plausible_webhooks_registry_drift_fixed_total")
+                .increment(drift as u64);
+            tracing::warn!(
+                drift,
+                webhooks = ?differences.webhooks,
+                goals = ?differences.goals,
+                sites = ?differences.sites,
+                "reconciliation fixed registry drift"
+            );
+        }
+        self.apply(&pending).await?;
+        self.registry.publish();
+        Ok(())
+    }
+
+    /// Applies a batch of notifications: re-reads every site they touch.
+    /// Returns true if some notification could not be read (the caller then
+    /// reads everything again).
+    async fn apply(&self, batch: &[Notification]) -> Result<bool, ChangesError> {
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let ids = Ids::of(batch);
+        if ids.unreadable > 0 {
+            tracing::warn!(count = ids.unreadable, "unreadable change notifications");
+        }
+        let client = self.pool.get().await.map_err(StoreError::from)?;
+
+        if !ids.webhooks.is_empty() {
+            let changed: Vec<i64> = ids.webhooks.iter().copied().collect();
+            let known: Vec<i64> = {
+                let registry = self.registry.read();
+                let sites: BTreeSet<i64> = changed
+                    .iter()
+                    .filter_map(|id| registry.site_of_webhook(*id))
+                    .collect();
+                sites.into_iter().collect()
+            };
+            let rows = webhooks::load_sites(&**client, &known, &changed).await?;
+            let applied =
+                self.registry
+                    .write()
+                    .replace_sites(&known, rows, &self.rules, Utc::now());
+            if !applied.new_sites.is_empty() {
+                let rows = goals::load_sites(&**client, &applied.new_sites, &[]).await?;
+                self.registry
+                    .write()
+                    .replace_goals(&applied.new_sites, rows);
+            }
+            self.write_verdicts(&applied.verdicts).await?;
+        }
+
+        if !ids.goals.is_empty() {
+            let changed: Vec<i64> = ids.goals.iter().copied().collect();
+            let known: Vec<i64> = {
+                let registry = self.registry.read();
+                let sites: BTreeSet<i64> = changed
+                    .iter()
+                    .filter_map(|id| registry.site_of_goal(*id))
+                    .collect();
+                sites.into_iter().collect()
+            };
+            let rows = goals::load_sites(&**client, &known, &changed).await?;
+            self.registry.write().replace_goals(&known, rows);
+        }
+
+        self.registry.publish();
+        metrics::counter!("plausible_webhooks_registry_changes_applied_total")
+            .increment(batch.len() as u64);
+        metrics::histogram!("plausible_webhooks_registry_apply_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(ids.unreadable > 0)
+    }
+
+    async fn write_verdicts(&self, verdicts: &[webhooks::Verdict]) -> Result<(), ChangesError> {
+        if verdicts.is_empty() {
+            return Ok(());
+        }
+        let client = self.pool.get().await.map_err(StoreError::from)?;
+        webhooks::write_verdicts(&**client, verdicts).await?;
+        Ok(())
+    }
+}
+
+fn drain(notifications: &mut mpsc::Receiver<Notification>) -> Vec<Notification> {
+    let mut pending = Vec::new();
+    while let Ok(n) = notifications.try_recv() {
+        pending.push(n);
+    }
+    pending
+}
+
+/// The ids a batch of notifications names, by table.
+#[derive(Default)]
+struct Ids {
+    webhooks: BTreeSet<i64>,
+    goals: BTreeSet<i64>,
+    unreadable: usize,
+}
+
+impl Ids {
+    fn of(batch: &[Notification]) -> Ids {
+        #[derive(serde::Deserialize)]
+        struct Payload {
+            id: i64,
+        }
+        let mut ids = Ids::default();
+        for n in batch {
+            let target = match n.channel.as_str() {
+                WEBHOOKS_CHANNEL => &mut ids.webhooks,
+                GOALS_CHANNEL => &mut ids.goals,
+                _ => {
+                    ids.unreadable += 1;
+                    continue;
+                }
+            };
+            match serde_json::from_str::<Payload>(&n.payload) {
+                Ok(p) => {
+                    target.insert(p.id);
+                }
+                Err(_) => ids.unreadable += 1,
+            }
+        }
+        ids
+    }
+}
