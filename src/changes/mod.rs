@@ -12,16 +12,16 @@
 
 mod listener;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use deadpool_postgres::Pool;
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::delivery::ssrf::Policy;
-use crate::registry::{Registry, RegistryHandle, UrlRules};
+use crate::registry::{RegistryHandle, UrlRules, changed_goals, changed_webhooks, row_site};
 use crate::store::{self, StoreError, goals, webhooks};
 use listener::{Listener, Notification};
 
@@ -173,8 +173,11 @@ impl ChangeStream {
         }
     }
 
-    /// Reads both tables whole (in one snapshot) and builds a registry.
-    async fn read_all(&self) -> Result<(Registry, Vec<webhooks::Verdict>), ChangesError> {
+    /// Reads both tables whole, in one snapshot, streamed site by site,
+    /// and brings the registry in line with them in place. Memory stays at
+    /// one registry plus one site's rows, however large the tables.
+    /// Returns what it changed.
+    async fn sync_all(&self) -> Result<Changed, ChangesError> {
         let mut client = self.pool.get().await.map_err(StoreError::from)?;
         let tx = client
             .build_transaction()
@@ -183,29 +186,100 @@ impl ChangeStream {
             .start()
             .await
             .map_err(StoreError::from)?;
-        let webhook_rows = webhooks::load_all(&*tx).await?;
-        let goal_rows = goals::load_all(&*tx).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(Registry::load(
-            webhook_rows,
+        let mut changed = Changed::default();
+        let mut verdicts = Vec::new();
+
+        let mut seen = HashSet::new();
+        for_each_site(webhooks::stream_all(&*tx).await?, row_site, |site, rows| {
+            seen.insert(site);
+            self.sync_site(site, rows, &mut verdicts, &mut changed);
+        })
+        .await?;
+        let gone: Vec<i64> = self
+            .registry
+            .read()
+            .site_ids()
+            .into_iter()
+            .filter(|s| !seen.contains(s))
+            .collect();
+        for site in gone {
+            self.sync_site(site, Vec::new(), &mut verdicts, &mut changed);
+        }
+
+        let mut seen = HashSet::new();
+        let goal_rows = goals::stream_all(&*tx).await?.filter_map(|row| async {
+            match row {
+                Ok(Err(reason)) => {
+                    tracing::warn!(error = %reason, "goal is skipped");
+                    None
+                }
+                Ok(Ok(row)) => Some(Ok(row)),
+                Err(e) => Some(Err(e)),
+            }
+        });
+        for_each_site(
             goal_rows,
-            &self.rules,
-            Utc::now(),
-        ))
+            |g| g.site_id,
+            |site, rows| {
+                seen.insert(site);
+                self.sync_goals(site, rows, &mut changed);
+            },
+        )
+        .await?;
+        let gone: Vec<i64> = self
+            .registry
+            .read()
+            .sites()
+            .filter(|s| !s.goals.is_empty() && !seen.contains(&s.id))
+            .map(|s| s.id)
+            .collect();
+        for site in gone {
+            self.sync_goals(site, Vec::new(), &mut changed);
+        }
+
+        tx.commit().await.map_err(StoreError::from)?;
+        self.write_verdicts(&verdicts).await?;
+        Ok(changed)
     }
 
-    /// Replaces the registry with a full read, then applies whatever was
-    /// notified meanwhile.
+    fn sync_site(
+        &self,
+        site: i64,
+        rows: Vec<Result<webhooks::WebhookRow, webhooks::UnreadableRow>>,
+        verdicts: &mut Vec<webhooks::Verdict>,
+        changed: &mut Changed,
+    ) {
+        let mut registry = self.registry.write();
+        let old = registry.site(site).cloned();
+        registry.replace_site(site, rows, &self.rules, verdicts);
+        let new = registry.site(site);
+        changed.webhooks.extend(changed_webhooks(old.as_ref(), new));
+        if let (Some(old), Some(new)) = (&old, new)
+            && (old.domain != new.domain || old.timezone != new.timezone)
+        {
+            changed.sites.insert(site);
+        }
+    }
+
+    fn sync_goals(&self, site: i64, rows: Vec<goals::GoalRow>, changed: &mut Changed) {
+        let mut registry = self.registry.write();
+        let old = registry.site(site).cloned();
+        registry.set_goals(site, rows);
+        changed
+            .goals
+            .extend(changed_goals(old.as_ref(), registry.site(site)));
+    }
+
+    /// Brings the registry in line with a full read, then applies whatever
+    /// was notified meanwhile.
     async fn resync(
         &self,
         reason: Resync,
         notifications: &mut mpsc::Receiver<Notification>,
     ) -> Result<(), ChangesError> {
         let started = Instant::now();
-        let (fresh, verdicts) = self.read_all().await?;
-        let stats = fresh.stats();
-        *self.registry.write() = fresh;
-        self.write_verdicts(&verdicts).await?;
+        self.sync_all().await?;
+        let stats = self.registry.stats();
         metrics::counter!("plausible_webhooks_registry_resyncs_total", "reason" => reason.label())
             .increment(1);
         tracing::info!(
@@ -224,38 +298,35 @@ impl ChangeStream {
         Ok(())
     }
 
-    /// Compares a full read with the registry, counts the differences that
-    /// no pending notification explains, and adopts the full read.
+    /// A full read as a safety net: counts the differences that no pending
+    /// notification explains as drift.
     async fn reconcile(
         &self,
         notifications: &mut mpsc::Receiver<Notification>,
     ) -> Result<(), ChangesError> {
-        let (fresh, verdicts) = self.read_all().await?;
+        let changed = self.sync_all().await?;
         let pending = drain(notifications);
         let explained = Ids::of(&pending);
-        let differences = self.registry.read().differences(&fresh);
-        let drift = differences
+        let webhooks: Vec<i64> = changed
             .webhooks
-            .iter()
-            .filter(|id| !explained.webhooks.contains(id))
-            .count()
-            + differences
-                .goals
-                .iter()
-                .filter(|id| !explained.goals.contains(id))
-                .count()
-            + differences.sites.len();
-        *self.registry.write() = fresh;
-        self.write_verdicts(&verdicts).await?;
+            .difference(&explained.webhooks)
+            .copied()
+            .collect();
+        let goals: Vec<i64> = changed
+            .goals
+            .difference(&explained.goals)
+            .copied()
+            .collect();
+        let drift = webhooks.len() + goals.len() + changed.sites.len();
         metrics::counter!("plausible_webhooks_registry_reconciliations_total").increment(1);
         if drift > 0 {
             metrics::counter!("plausible_webhooks_registry_drift_fixed_total")
                 .increment(drift as u64);
             tracing::warn!(
                 drift,
-                webhooks = ?differences.webhooks,
-                goals = ?differences.goals,
-                sites = ?differences.sites,
+                webhooks = ?webhooks,
+                goals = ?goals,
+                sites = ?changed.sites,
                 "reconciliation fixed registry drift"
             );
         }
@@ -289,10 +360,10 @@ impl ChangeStream {
                 sites.into_iter().collect()
             };
             let rows = webhooks::load_sites(&**client, &known, &changed).await?;
-            let applied =
-                self.registry
-                    .write()
-                    .replace_sites(&known, rows, &self.rules, Utc::now());
+            let applied = self
+                .registry
+                .write()
+                .replace_sites(&known, rows, &self.rules);
             if !applied.new_sites.is_empty() {
                 let rows = goals::load_sites(&**client, &applied.new_sites, &[]).await?;
                 self.registry
@@ -334,12 +405,45 @@ impl ChangeStream {
     }
 }
 
+/// Calls `each` with the rows of one site at a time, from a stream ordered
+/// by site.
+async fn for_each_site<R>(
+    rows: impl futures_util::Stream<Item = Result<R, StoreError>>,
+    site_of: impl Fn(&R) -> i64,
+    mut each: impl FnMut(i64, Vec<R>),
+) -> Result<(), ChangesError> {
+    let mut rows = std::pin::pin!(rows);
+    let mut group: Vec<R> = Vec::new();
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        if let Some(first) = group.first()
+            && site_of(first) != site_of(&row)
+        {
+            each(site_of(first), std::mem::take(&mut group));
+        }
+        group.push(row);
+    }
+    if let Some(first) = group.first() {
+        each(site_of(first), group);
+    }
+    Ok(())
+}
+
 fn drain(notifications: &mut mpsc::Receiver<Notification>) -> Vec<Notification> {
     let mut pending = Vec::new();
     while let Ok(n) = notifications.try_recv() {
         pending.push(n);
     }
     pending
+}
+
+/// What a full read changed in the registry.
+#[derive(Default)]
+struct Changed {
+    webhooks: BTreeSet<i64>,
+    goals: BTreeSet<i64>,
+    /// Sites whose domain or timezone changed.
+    sites: BTreeSet<i64>,
 }
 
 /// The ids a batch of notifications names, by table.

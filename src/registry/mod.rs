@@ -11,7 +11,6 @@ mod validate;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::store::goals::GoalRow;
@@ -85,6 +84,34 @@ impl Registry {
         self.goal_site.get(&id).copied()
     }
 
+    /// Every site the registry knows rows of (active or not).
+    pub fn site_ids(&self) -> Vec<i64> {
+        let ids: BTreeSet<i64> = self
+            .sites
+            .keys()
+            .chain(self.site_rows.keys())
+            .copied()
+            .collect();
+        ids.into_iter().collect()
+    }
+
+    /// Replaces what the registry holds for one site with `rows`, which
+    /// must be all enabled rows of that site. Pushes the verdicts that
+    /// differ from the rows' `last_error`; returns true if the site became
+    /// active (and so needs its goals read).
+    pub fn replace_site(
+        &mut self,
+        site_id: i64,
+        rows: Vec<Result<WebhookRow, UnreadableRow>>,
+        rules: &UrlRules,
+        verdicts: &mut Vec<Verdict>,
+    ) -> bool {
+        let was_active = self.sites.contains_key(&site_id);
+        self.remove_site_webhooks(site_id);
+        self.add_site(site_id, rows, rules, verdicts);
+        !was_active && self.sites.contains_key(&site_id)
+    }
+
     /// Replaces everything the registry holds for `sites` and for the sites
     /// of `rows` with `rows`, which must be all enabled rows of those sites.
     pub fn replace_sites(
@@ -92,23 +119,15 @@ impl Registry {
         sites: &[i64],
         rows: Vec<Result<WebhookRow, UnreadableRow>>,
         rules: &UrlRules,
-        now: DateTime<Utc>,
     ) -> Applied {
         let mut by_site: HashMap<i64, Vec<Result<WebhookRow, UnreadableRow>>> =
             sites.iter().map(|s| (*s, Vec::new())).collect();
         for row in rows {
-            let site = match &row {
-                Ok(r) => r.site_id,
-                Err(u) => u.site_id,
-            };
-            by_site.entry(site).or_default().push(row);
+            by_site.entry(row_site(&row)).or_default().push(row);
         }
         let mut applied = Applied::default();
         for (site_id, rows) in by_site {
-            let was_active = self.sites.contains_key(&site_id);
-            self.remove_site_webhooks(site_id);
-            self.add_site(site_id, rows, rules, now, &mut applied.verdicts);
-            if !was_active && self.sites.contains_key(&site_id) {
+            if self.replace_site(site_id, rows, rules, &mut applied.verdicts) {
                 applied.new_sites.push(site_id);
             }
         }
@@ -133,7 +152,6 @@ impl Registry {
         site_id: i64,
         mut rows: Vec<Result<WebhookRow, UnreadableRow>>,
         rules: &UrlRules,
-        now: DateTime<Utc>,
         verdicts: &mut Vec<Verdict>,
     ) {
         rows.sort_by_key(|r| match r {
@@ -142,13 +160,7 @@ impl Registry {
         });
         let mut active: Vec<Arc<Webhook>> = Vec::new();
         let mut site_info = None;
-        let row_ids: Vec<i64> = rows
-            .iter()
-            .map(|r| match r {
-                Ok(r) => r.id,
-                Err(u) => u.id,
-            })
-            .collect();
+        let row_ids: Vec<i64> = rows.iter().map(row_id).collect();
         if !row_ids.is_empty() {
             self.site_rows.insert(site_id, row_ids);
         }
@@ -167,7 +179,7 @@ impl Registry {
                 }
                 Ok(row) => {
                     self.webhook_site.insert(row.id, site_id);
-                    let verdict = match validate::webhook(&row, rules, now) {
+                    let verdict = match validate::webhook(&row, rules) {
                         Ok(_) if active.len() >= MAX_WEBHOOKS_PER_SITE => Err(format!(
                             "site {site_id} already has {MAX_WEBHOOKS_PER_SITE} active webhooks; this one is not active"
                         )),
@@ -225,99 +237,91 @@ impl Registry {
         }
     }
 
-    /// Replaces the goals of `sites` and of the sites of `rows` with `rows`
-    /// (all goals of those sites). Goals of sites without an active webhook
-    /// are not kept.
-    pub fn replace_goals(&mut self, sites: &[i64], rows: Vec<Result<GoalRow, String>>) {
-        let mut by_site: HashMap<i64, Vec<Arc<Goal>>> =
-            sites.iter().map(|s| (*s, Vec::new())).collect();
+    /// Replaces the goals of one site with `rows` (all its goals). Goals
+    /// of a site without an active webhook are not kept.
+    pub fn set_goals(&mut self, site_id: i64, rows: Vec<GoalRow>) {
+        let Some(site) = self.sites.get_mut(&site_id) else {
+            return;
+        };
+        for g in &site.goals {
+            self.goal_site.remove(&g.id);
+        }
+        let mut goals: Vec<Arc<Goal>> = Vec::with_capacity(rows.len());
         for row in rows {
-            match row.and_then(|r| validate::goal(&r)) {
-                Ok(goal) => by_site
-                    .entry(goal.site_id)
-                    .or_default()
-                    .push(Arc::new(goal)),
+            match validate::goal(&row) {
+                Ok(goal) if goal.site_id == site_id => goals.push(Arc::new(goal)),
+                Ok(goal) => tracing::warn!(
+                    goal_id = goal.id,
+                    site_id,
+                    "goal of another site is skipped"
+                ),
                 Err(reason) => tracing::warn!(error = %reason, "goal is skipped"),
             }
         }
-        for (site_id, mut goals) in by_site {
-            if let Some(site) = self.sites.get_mut(&site_id) {
-                for g in &site.goals {
-                    self.goal_site.remove(&g.id);
-                }
-                goals.sort_by_key(|g| g.id);
-                for g in &goals {
-                    self.goal_site.insert(g.id, site_id);
-                }
-                site.goals = goals;
-            }
+        goals.sort_by_key(|g| g.id);
+        for g in &goals {
+            self.goal_site.insert(g.id, site_id);
         }
+        site.goals = goals;
     }
 
-    /// Builds a whole registry from a full read.
-    pub fn load(
-        webhooks: Vec<Result<WebhookRow, UnreadableRow>>,
-        goals: Vec<Result<GoalRow, String>>,
-        rules: &UrlRules,
-        now: DateTime<Utc>,
-    ) -> (Registry, Vec<Verdict>) {
-        let mut registry = Registry::default();
-        let applied = registry.replace_sites(&[], webhooks, rules, now);
-        registry.replace_goals(&[], goals);
-        (registry, applied.verdicts)
-    }
-
-    /// The ids of webhooks and goals whose state differs between two
-    /// registries (present in one only, or different).
-    pub fn differences(&self, other: &Registry) -> Differences {
-        let mut out = Differences::default();
-        let ids: BTreeSet<i64> = self
-            .webhooks
-            .keys()
-            .chain(other.webhooks.keys())
-            .copied()
-            .collect();
-        for id in ids {
-            if self.webhooks.get(&id) != other.webhooks.get(&id) {
-                out.webhooks.push(id);
+    /// Replaces the goals of `sites` and of the sites of `rows` with `rows`
+    /// (all goals of those sites).
+    pub fn replace_goals(&mut self, sites: &[i64], rows: Vec<Result<GoalRow, String>>) {
+        let mut by_site: HashMap<i64, Vec<GoalRow>> =
+            sites.iter().map(|s| (*s, Vec::new())).collect();
+        for row in rows {
+            match row {
+                Ok(r) => by_site.entry(r.site_id).or_default().push(r),
+                Err(reason) => tracing::warn!(error = %reason, "goal is skipped"),
             }
         }
-        let goal_of = |r: &Registry| -> HashMap<i64, Arc<Goal>> {
-            r.sites
-                .values()
-                .flat_map(|s| s.goals.iter().map(|g| (g.id, g.clone())))
-                .collect()
-        };
-        let (mine, theirs) = (goal_of(self), goal_of(other));
-        let ids: BTreeSet<i64> = mine.keys().chain(theirs.keys()).copied().collect();
-        for id in ids {
-            if mine.get(&id) != theirs.get(&id) {
-                out.goals.push(id);
-            }
+        for (site_id, rows) in by_site {
+            self.set_goals(site_id, rows);
         }
-        for (id, site) in &self.sites {
-            if let Some(theirs) = other.sites.get(id)
-                && (theirs.domain != site.domain || theirs.timezone != site.timezone)
-            {
-                out.sites.push(*id);
-            }
-        }
-        out
     }
 }
 
-/// What differs between two registries.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Differences {
-    pub webhooks: Vec<i64>,
-    pub goals: Vec<i64>,
-    pub sites: Vec<i64>,
+fn row_id(row: &Result<WebhookRow, UnreadableRow>) -> i64 {
+    match row {
+        Ok(r) => r.id,
+        Err(u) => u.id,
+    }
 }
 
-impl Differences {
-    pub fn count(&self) -> usize {
-        self.webhooks.len() + self.goals.len() + self.sites.len()
+/// The site a webhook row belongs to.
+pub fn row_site(row: &Result<WebhookRow, UnreadableRow>) -> i64 {
+    match row {
+        Ok(r) => r.site_id,
+        Err(u) => u.site_id,
     }
+}
+
+/// The ids of webhooks that differ between two versions of a site.
+pub fn changed_webhooks(old: Option<&Site>, new: Option<&Site>) -> Vec<i64> {
+    changed(
+        old.map(|s| s.webhooks.as_slice()).unwrap_or_default(),
+        new.map(|s| s.webhooks.as_slice()).unwrap_or_default(),
+        |w| w.id,
+    )
+}
+
+/// The ids of goals that differ between two versions of a site.
+pub fn changed_goals(old: Option<&Site>, new: Option<&Site>) -> Vec<i64> {
+    changed(
+        old.map(|s| s.goals.as_slice()).unwrap_or_default(),
+        new.map(|s| s.goals.as_slice()).unwrap_or_default(),
+        |g| g.id,
+    )
+}
+
+fn changed<T: PartialEq>(old: &[Arc<T>], new: &[Arc<T>], id: impl Fn(&T) -> i64) -> Vec<i64> {
+    let old: HashMap<i64, &Arc<T>> = old.iter().map(|x| (id(x), x)).collect();
+    let new: HashMap<i64, &Arc<T>> = new.iter().map(|x| (id(x), x)).collect();
+    let ids: BTreeSet<i64> = old.keys().chain(new.keys()).copied().collect();
+    ids.into_iter()
+        .filter(|i| old.get(i) != new.get(i))
+        .collect()
 }
 
 /// A shared handle to the registry: cheap to clone, read by many, written

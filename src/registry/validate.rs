@@ -6,7 +6,6 @@ use std::time::Duration;
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use chrono::{DateTime, Utc};
 
 use super::model::{
     DropRule, EventType, Goal, GoalKind, GoalRule, PathPattern, SigningSecret, SpikeRule, Webhook,
@@ -22,16 +21,16 @@ pub struct UrlRules {
     pub policy: Policy,
 }
 
-pub fn webhook(row: &WebhookRow, rules: &UrlRules, now: DateTime<Utc>) -> Result<Webhook, String> {
+pub fn webhook(row: &WebhookRow, rules: &UrlRules) -> Result<Webhook, String> {
     let url = url(&row.url, rules)?;
 
     let mut secrets = vec![SigningSecret::new(secret("secret", &row.secret)?, None)];
     match (&row.previous_secret, row.previous_secret_expires_at) {
+        // Kept after it expires (it simply stops signing), so that the
+        // registry does not depend on when a row was read.
         (Some(previous), Some(expires_at)) => {
             let key = secret("previous_secret", previous)?;
-            if now < expires_at {
-                secrets.push(SigningSecret::new(key, Some(expires_at)));
-            }
+            secrets.push(SigningSecret::new(key, Some(expires_at)));
         }
         (None, None) => {}
         _ => {
@@ -250,6 +249,8 @@ pub fn goal(row: &GoalRow) -> Result<Goal, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
+
     use crate::config::{Config, DeliveryConfig};
 
     fn row() -> WebhookRow {
@@ -287,12 +288,12 @@ mod tests {
     fn error(change: impl FnOnce(&mut WebhookRow)) -> String {
         let mut r = row();
         change(&mut r);
-        webhook(&r, &rules(|_| {}), Utc::now()).unwrap_err()
+        webhook(&r, &rules(|_| {})).unwrap_err()
     }
 
     #[test]
     fn a_valid_row_becomes_a_webhook() {
-        let w = webhook(&row(), &rules(|_| {}), Utc::now()).unwrap();
+        let w = webhook(&row(), &rules(|_| {})).unwrap();
         assert_eq!(
             w.spike,
             Some(SpikeRule {
@@ -322,7 +323,7 @@ mod tests {
         );
         assert_eq!(
             error(|r| r.url = "https://[::ffff:127.0.0.1]/".into()),
-            "url host 127.0.0.1 is a loopback address; webhooks may only target public addresses"
+            "url host ::ffff:127.0.0.1 is a loopback address; webhooks may only target public addresses"
         );
         assert!(error(|r| r.url = "https://localhost:8080/".into()).contains("is local"));
         assert_eq!(
@@ -388,10 +389,10 @@ mod tests {
             d.allow_http = true;
             d.allowed_cidrs = vec!["127.0.0.0/8".into()];
         });
-        assert!(webhook(&r, &open, Utc::now()).is_ok());
+        assert!(webhook(&r, &open).is_ok());
         r.url = "https://localhost/hook".into();
         let hosts = rules(|d| d.allowed_hosts = vec!["localhost".into()]);
-        assert!(webhook(&r, &hosts, Utc::now()).is_ok());
+        assert!(webhook(&r, &hosts).is_ok());
     }
 
     #[test]
@@ -399,21 +400,11 @@ mod tests {
         let mut r = row();
         r.previous_secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
         r.previous_secret_expires_at = Some(Utc::now() + chrono::Duration::hours(1));
-        let w = webhook(&r, &rules(|_| {}), Utc::now()).unwrap();
+        let w = webhook(&r, &rules(|_| {})).unwrap();
         assert_eq!(w.secrets.len(), 2);
-        assert_eq!(
-            w.active_secrets(Utc::now() + chrono::Duration::hours(2))
-                .count(),
-            1
-        );
-        r.previous_secret_expires_at = Some(Utc::now() - chrono::Duration::hours(1));
-        assert_eq!(
-            webhook(&r, &rules(|_| {}), Utc::now())
-                .unwrap()
-                .secrets
-                .len(),
-            1
-        );
+        assert_eq!(w.active_secrets(Utc::now()).count(), 2);
+        let later = Utc::now() + chrono::Duration::hours(2);
+        assert_eq!(w.active_secrets(later).count(), 1);
     }
 
     #[test]

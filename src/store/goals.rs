@@ -1,7 +1,7 @@
 //! Reading Plausible's `goals` (never written by the daemon).
 
-use tokio_postgres::GenericClient;
-use tokio_postgres::Row;
+use futures_util::{Stream, StreamExt};
+use tokio_postgres::{GenericClient, Row};
 
 use super::StoreError;
 
@@ -37,15 +37,18 @@ impl GoalRow {
     }
 }
 
-/// The goals of every site with an enabled webhook. Unreadable rows come
-/// back as errors, one per row.
-pub async fn load_all(
+/// The goals of every site with an enabled webhook, ordered by site,
+/// streamed. Unreadable rows come back as errors, one per row.
+pub async fn stream_all(
     client: &impl GenericClient,
-) -> Result<Vec<Result<GoalRow, String>>, StoreError> {
+) -> Result<impl Stream<Item = Result<Result<GoalRow, String>, StoreError>>, StoreError> {
     let rows = client
-        .query(include_str!("sql/goals_load_all.sql"), &[])
+        .query_raw(
+            include_str!("sql/goals_load_all.sql"),
+            std::iter::empty::<i32>(),
+        )
         .await?;
-    Ok(rows.iter().map(GoalRow::from_row).collect())
+    Ok(rows.map(|row| Ok(GoalRow::from_row(&row?))))
 }
 
 /// The goals of `sites` and of the sites `ids` belong to.

@@ -2,6 +2,7 @@
 //! daemon's verdict on each.
 
 use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
 use tokio_postgres::GenericClient;
 use tokio_postgres::Row;
 
@@ -77,14 +78,18 @@ fn decode_all(rows: &[Row]) -> Vec<Result<WebhookRow, UnreadableRow>> {
     rows.iter().map(WebhookRow::from_row).collect()
 }
 
-/// Every enabled webhook, oldest first within each site.
-pub async fn load_all(
+/// Every enabled webhook, ordered by site and oldest first within each,
+/// streamed so that a large table is never held in memory at once.
+pub async fn stream_all(
     client: &impl GenericClient,
-) -> Result<Vec<Result<WebhookRow, UnreadableRow>>, StoreError> {
+) -> Result<impl Stream<Item = Result<Result<WebhookRow, UnreadableRow>, StoreError>>, StoreError> {
     let rows = client
-        .query(include_str!("sql/webhooks_load_all.sql"), &[])
+        .query_raw(
+            include_str!("sql/webhooks_load_all.sql"),
+            std::iter::empty::<i32>(),
+        )
         .await?;
-    Ok(decode_all(&rows))
+    Ok(rows.map(|row| Ok(WebhookRow::from_row(&row?))))
 }
 
 /// Every enabled webhook of `sites` and of the sites `ids` belong to.
