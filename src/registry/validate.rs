@@ -137,7 +137,10 @@ fn url(raw: &str, rules: &UrlRules) -> Result<url::Url, String> {
     if rules.policy.host_allowed(host) {
         return Ok(url);
     }
-    let lower = host.to_ascii_lowercase();
+    if url.port() == Some(0) {
+        return Err("url port 0 is not a valid port".into());
+    }
+    let lower = host.trim_end_matches('.').to_ascii_lowercase();
     if lower == "localhost" || lower.ends_with(".localhost") {
         return Err(format!(
             "url host {host} is local; webhooks may only target public addresses"
@@ -150,9 +153,9 @@ fn url(raw: &str, rules: &UrlRules) -> Result<url::Url, String> {
     Ok(url)
 }
 
-/// Standard base64, decoded as leniently as the database check and other
-/// Standard Webhooks libraries accept it (padding optional, stray trailing
-/// bits ignored).
+/// Standard base64, decoded as leniently as other Standard Webhooks
+/// libraries accept it (padding optional, stray trailing bits ignored); the
+/// database check is stricter (it requires the padding).
 const LENIENT: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new()
@@ -326,6 +329,12 @@ mod tests {
             "url host ::ffff:127.0.0.1 is a loopback address; webhooks may only target public addresses"
         );
         assert!(error(|r| r.url = "https://localhost:8080/".into()).contains("is local"));
+        assert!(error(|r| r.url = "https://localhost./".into()).contains("is local"));
+        assert!(error(|r| r.url = "https://a.localhost./".into()).contains("is local"));
+        assert_eq!(
+            error(|r| r.url = "https://example.com:0/".into()),
+            "url port 0 is not a valid port"
+        );
         assert_eq!(
             error(|r| r.url = "https://u:p@example.com/".into()),
             "url must not contain a user name or password"
