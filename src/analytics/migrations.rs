@@ -55,7 +55,23 @@ impl Migration {
 /// The migrations compiled into this build, in version order. A unit test
 /// checks that this list and `migrations/clickhouse/` agree.
 pub fn embedded_migrations() -> &'static [Migration] {
-    &[]
+    &[
+        Migration {
+            version: 1,
+            name: "site_minutes",
+            sql: include_str!("../../migrations/clickhouse/V1__site_minutes.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "goal_minutes",
+            sql: include_str!("../../migrations/clickhouse/V2__goal_minutes.sql"),
+        },
+        Migration {
+            version: 3,
+            name: "inserts",
+            sql: include_str!("../../migrations/clickhouse/V3__inserts.sql"),
+        },
+    ]
 }
 
 /// Applies the migrations not yet recorded; returns the versions applied.

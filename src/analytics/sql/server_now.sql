@@ -1,0 +1,1 @@
+SELECT toUInt32(now())
