@@ -69,6 +69,9 @@ pub struct RegistryConfig {
 pub struct TriggersConfig {
     pub poll_interval_ms: u64,
     pub dashboard_base_url: String,
+    pub rescan_margin_secs: u32,
+    pub drop_check_interval_secs: u64,
+    pub goal_count_retention_hours: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -429,6 +432,22 @@ impl Config {
                     tr.dashboard_base_url
                 )
             },
+        );
+
+        check(
+            (1..=3600).contains(&tr.rescan_margin_secs),
+            "triggers.rescan_margin_secs",
+            &|| "must be between 1 and 3600".into(),
+        );
+        check(
+            (10..=3600).contains(&tr.drop_check_interval_secs),
+            "triggers.drop_check_interval_secs",
+            &|| "must be between 10 and 3600".into(),
+        );
+        check(
+            (1..=720).contains(&tr.goal_count_retention_hours),
+            "triggers.goal_count_retention_hours",
+            &|| "must be between 1 and 720".into(),
         );
 
         let d = &self.delivery;

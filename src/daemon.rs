@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::http::{AdminServer, HttpError};
 use crate::registry::RegistryHandle;
 use crate::store::{self, StoreError};
+use crate::triggers::TriggerEngine;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -53,8 +54,18 @@ pub async fn run(
         Some(Err(e)) => Err(e),
         Some(Ok(())) => {
             let registry = RegistryHandle::default();
-            let changes = ChangeStream::new(&config, pool.clone(), registry)?;
+            let changes = ChangeStream::new(&config, pool.clone(), registry.clone())?;
+            let mut loaded = registry.subscribe();
             tasks.push(tokio::spawn(changes.run(stop_rx.clone())));
+            // The triggers start once the registry holds the webhooks.
+            let triggers =
+                TriggerEngine::new(&config, pool.clone(), analytics.clone(), registry.clone());
+            let stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                if loaded.changed().await.is_ok() {
+                    triggers.run(stop).await;
+                }
+            }));
             metrics::gauge!("plausible_webhooks_up").set(1.0);
             tracing::info!(version = env!("CARGO_PKG_VERSION"), "ready");
             shutdown.await;

@@ -12,3 +12,4 @@ pub mod migrate;
 pub mod registry;
 pub mod store;
 pub mod telemetry;
+pub mod triggers;

@@ -7,6 +7,7 @@
 
 pub mod goals;
 mod migrations;
+pub mod triggers;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -9,3 +9,4 @@ mod daemon;
 mod docs;
 mod postgres_schema;
 mod registry;
+mod triggers;

@@ -1,0 +1,1 @@
+DELETE FROM webhook_goal_counts WHERE minute < $1

@@ -1,0 +1,1 @@
+UPDATE webhook_cursors SET position = $2, updated_at = now() WHERE stream = $1

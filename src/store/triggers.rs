@@ -1,0 +1,189 @@
+//! The trigger engine's durable state and its one write per tick: outbox
+//! rows, goal counts, throttles, alert times and the cursor, in one
+//! transaction.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio_postgres::GenericClient;
+
+use super::StoreError;
+
+/// The cursor row of the trigger engine in `webhook_cursors`.
+const STREAM: &str = "triggers";
+
+/// One outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub webhook_id: i64,
+    pub event_type: &'static str,
+    pub payload: String,
+    pub dedupe_key: String,
+}
+
+/// A goal throttle as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub last_sent_at: Option<DateTime<Utc>>,
+    pub pending: i64,
+    pub pending_from: Option<DateTime<Utc>>,
+}
+
+/// Everything the engine remembers, as loaded at start.
+#[derive(Debug, Default)]
+pub struct TriggerState {
+    pub cursor: Option<DateTime<Utc>>,
+    pub goal_counts: Vec<(i64, DateTime<Utc>, i64)>,
+    pub throttles: Vec<((i64, i64), Throttle)>,
+    pub alerts: Vec<((i64, String), DateTime<Utc>)>,
+}
+
+pub async fn load(pool: &Pool, counts_since: DateTime<Utc>) -> Result<TriggerState, StoreError> {
+    let client = pool.get().await?;
+    let cursor = client
+        .query_opt(include_str!("sql/trigger_cursor_load.sql"), &[&STREAM])
+        .await?
+        .map(|r| r.get(0));
+    let goal_counts = client
+        .query(include_str!("sql/goal_counts_load.sql"), &[&counts_since])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let throttles = client
+        .query(include_str!("sql/goal_throttle_load.sql"), &[])
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                (r.get(0), r.get(1)),
+                Throttle {
+                    last_sent_at: r.get(2),
+                    pending: r.get(3),
+                    pending_from: r.get(4),
+                },
+            )
+        })
+        .collect();
+    let alerts = client
+        .query(include_str!("sql/alert_state_load.sql"), &[])
+        .await?
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    Ok(TriggerState {
+        cursor,
+        goal_counts,
+        throttles,
+        alerts,
+    })
+}
+
+/// What one tick writes.
+#[derive(Debug, Default)]
+pub struct TickWrite {
+    pub cursor: Option<DateTime<Utc>>,
+    pub goal_counts: Vec<(i64, DateTime<Utc>, i64)>,
+    pub throttles: Vec<((i64, i64), Throttle)>,
+    pub alerts: Vec<((i64, &'static str), DateTime<Utc>)>,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+impl TickWrite {
+    pub fn is_empty(&self) -> bool {
+        self.cursor.is_none()
+            && self.goal_counts.is_empty()
+            && self.throttles.is_empty()
+            && self.alerts.is_empty()
+            && self.deliveries.is_empty()
+    }
+}
+
+/// Writes a tick in one transaction, after taking the cursor row's lock.
+/// Returns the number of deliveries enqueued (dedupe skips excluded).
+pub async fn commit_tick(pool: &Pool, write: &TickWrite) -> Result<u64, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let position = write.cursor.unwrap_or_else(Utc::now);
+    tx.execute(
+        include_str!("sql/trigger_cursor_ensure.sql"),
+        &[&STREAM, &position],
+    )
+    .await?;
+    tx.query_one(include_str!("sql/trigger_cursor_lock.sql"), &[&STREAM])
+        .await?;
+
+    if !write.goal_counts.is_empty() {
+        let goals: Vec<i64> = write.goal_counts.iter().map(|c| c.0).collect();
+        let minutes: Vec<DateTime<Utc>> = write.goal_counts.iter().map(|c| c.1).collect();
+        let counts: Vec<i64> = write.goal_counts.iter().map(|c| c.2).collect();
+        tx.execute(
+            include_str!("sql/goal_counts_upsert.sql"),
+            &[&goals, &minutes, &counts],
+        )
+        .await?;
+    }
+    if !write.throttles.is_empty() {
+        let webhooks: Vec<i64> = write.throttles.iter().map(|t| t.0.0).collect();
+        let goals: Vec<i64> = write.throttles.iter().map(|t| t.0.1).collect();
+        let sent: Vec<Option<DateTime<Utc>>> =
+            write.throttles.iter().map(|t| t.1.last_sent_at).collect();
+        let pending: Vec<i64> = write.throttles.iter().map(|t| t.1.pending).collect();
+        let from: Vec<Option<DateTime<Utc>>> =
+            write.throttles.iter().map(|t| t.1.pending_from).collect();
+        tx.execute(
+            include_str!("sql/goal_throttle_upsert.sql"),
+            &[&webhooks, &goals, &sent, &pending, &from],
+        )
+        .await?;
+    }
+    if !write.alerts.is_empty() {
+        let webhooks: Vec<i64> = write.alerts.iter().map(|a| a.0.0).collect();
+        let kinds: Vec<&str> = write.alerts.iter().map(|a| a.0.1).collect();
+        let at: Vec<DateTime<Utc>> = write.alerts.iter().map(|a| a.1).collect();
+        tx.execute(
+            include_str!("sql/alert_state_upsert.sql"),
+            &[&webhooks, &kinds, &at],
+        )
+        .await?;
+    }
+    let mut enqueued = 0;
+    if !write.deliveries.is_empty() {
+        let webhooks: Vec<i64> = write.deliveries.iter().map(|d| d.webhook_id).collect();
+        let kinds: Vec<&str> = write.deliveries.iter().map(|d| d.event_type).collect();
+        let payloads: Vec<&str> = write
+            .deliveries
+            .iter()
+            .map(|d| d.payload.as_str())
+            .collect();
+        let keys: Vec<&str> = write
+            .deliveries
+            .iter()
+            .map(|d| d.dedupe_key.as_str())
+            .collect();
+        enqueued = tx
+            .execute(
+                include_str!("sql/deliveries_enqueue.sql"),
+                &[&webhooks, &kinds, &payloads, &keys],
+            )
+            .await?;
+    }
+    if let Some(cursor) = write.cursor {
+        tx.execute(
+            include_str!("sql/trigger_cursor_update.sql"),
+            &[&STREAM, &cursor],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(enqueued)
+}
+
+/// Forgets goal counts older than `before`.
+pub async fn prune_goal_counts(
+    client: &impl GenericClient,
+    before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    Ok(client
+        .execute(include_str!("sql/goal_counts_prune.sql"), &[&before])
+        .await?)
+}

@@ -1,0 +1,568 @@
+//! The trigger engine on real ClickHouse (18.16) and Postgres: spikes,
+//! drops, goals, the throttle, restarts, late rows and a ClickHouse outage.
+
+use std::time::Duration;
+
+use plausible_webhooks::analytics::{apply_migrations, embedded_migrations};
+use plausible_webhooks::changes::ChangeStream;
+use plausible_webhooks::config::Config;
+use plausible_webhooks::registry::{Registry, RegistryHandle};
+use plausible_webhooks::triggers::TriggerEngine;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use crate::postgres_schema::SECRET;
+use crate::support::{TestClickhouse, TestPostgres, config};
+
+pub struct World {
+    pub _pg: TestPostgres,
+    pub ch: TestClickhouse,
+    pub config: Config,
+    pub client: Client,
+    pub registry: RegistryHandle,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Event to insert: seconds ago, name, site, user, path.
+pub struct Ev<'a> {
+    pub ago: u32,
+    pub name: &'a str,
+    pub site: u64,
+    pub user: u64,
+    pub path: &'a str,
+    pub props: &'a [(&'a str, &'a str)],
+    pub scroll: u8,
+    pub source: &'a str,
+}
+
+pub fn pv(site: u64, user: u64, path: &str) -> Ev<'_> {
+    Ev {
+        ago: 0,
+        name: "pageview",
+        site,
+        user,
+        path,
+        props: &[],
+        scroll: 0,
+        source: "",
+    }
+}
+
+impl World {
+    pub async fn new() -> World {
+        let pg = TestPostgres::migrated().await;
+        let ch = TestClickhouse::new().await;
+        apply_migrations(&ch.analytics(), embedded_migrations())
+            .await
+            .unwrap();
+        let mut config = config(&pg, &ch);
+        config.triggers.dashboard_base_url = "https://plausible.example.com".into();
+        let client = pg.client().await;
+        let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
+        let registry = RegistryHandle::default();
+        let stream = ChangeStream::new(&config, pool, registry.clone()).unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        let mut loaded = registry.subscribe();
+        tokio::spawn(stream.run(stop_rx));
+        tokio::time::timeout(Duration::from_secs(10), loaded.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        World {
+            _pg: pg,
+            ch,
+            config,
+            client,
+            registry,
+            stop,
+        }
+    }
+
+    pub async fn site(&self, id: i64) {
+        self.client
+            .execute(
+                "INSERT INTO sites (id, domain) VALUES ($1, $2)",
+                &[&id, &format!("site{id}.example.com")],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A webhook with SQL overrides for some columns; waits until active.
+    pub async fn webhook(&self, site: i64, columns: &str, values: &str) -> i64 {
+        let id: i64 = self
+            .client
+            .query_one(
+                &format!(
+                    "INSERT INTO webhooks (site_id, url, secret, {columns}) VALUES ($1, 'https://hooks.example.com/', '{SECRET}', {values}) RETURNING id"
+                ),
+                &[&site],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        // Active, with all the site's goals loaded.
+        let goals: i64 = self
+            .client
+            .query_one("SELECT count(*) FROM goals WHERE site_id = $1", &[&site])
+            .await
+            .unwrap()
+            .get(0);
+        self.until(|r| {
+            r.webhook(id).is_some() && r.site(site).is_some_and(|s| s.goals.len() as i64 == goals)
+        })
+        .await;
+        id
+    }
+
+    /// A goal; create goals before the site's webhooks, which wait for them.
+    pub async fn goal(&self, site: i64, columns: &str, values: &str) -> i64 {
+        self.client
+            .query_one(
+                &format!(
+                    "INSERT INTO goals (site_id, {columns}) VALUES ($1, {values}) RETURNING id"
+                ),
+                &[&site],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    pub async fn until(&self, check: impl Fn(&Registry) -> bool) {
+        let mut version = self.registry.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check(&self.registry.read()) {
+            tokio::time::timeout_at(deadline, version.changed())
+                .await
+                .expect("registry change")
+                .unwrap();
+        }
+    }
+
+    pub async fn engine(&self) -> TriggerEngine {
+        let pool = plausible_webhooks::store::pool(&self.config.postgres).unwrap();
+        let mut engine = TriggerEngine::new(
+            &self.config,
+            pool,
+            self.ch.analytics(),
+            self.registry.clone(),
+        );
+        engine.load().await.unwrap();
+        engine
+    }
+
+    pub async fn events(&self, events: &[Ev<'_>]) {
+        let values: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let keys: Vec<String> = e.props.iter().map(|p| format!("'{}'", p.0)).collect();
+                let vals: Vec<String> = e.props.iter().map(|p| format!("'{}'", p.1)).collect();
+                format!(
+                    "(now() - {}, '{}', {}, {}, {}, '{}', [{}], [{}], {}, '{}')",
+                    e.ago,
+                    e.name,
+                    e.site,
+                    e.user,
+                    e.user + 1_000_000,
+                    e.path,
+                    keys.join(","),
+                    vals.join(","),
+                    e.scroll,
+                    e.source
+                )
+            })
+            .collect();
+        let analytics = self.ch.analytics();
+        analytics
+            .execute(&analytics.render(&format!(
+                "INSERT INTO {{database}}.{{events_table}} (timestamp, name, site_id, user_id, session_id, pathname, `meta.key`, `meta.value`, scroll_depth, referrer_source) VALUES {}",
+                values.join(", ")
+            )))
+            .await
+            .unwrap();
+    }
+
+    /// Every outbox row: (webhook, type, payload, dedupe key).
+    pub async fn outbox(&self) -> Vec<(i64, String, Value, String)> {
+        self.client
+            .query(
+                "SELECT webhook_id, event_type, payload::text, dedupe_key FROM webhook_deliveries ORDER BY inserted_at, id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let payload: String = r.get(2);
+                (r.get(0), r.get(1), serde_json::from_str(&payload).unwrap(), r.get(3))
+            })
+            .collect()
+    }
+}
+
+/// Validates a payload against its JSON Schema in contracts/.
+pub fn check_contract(payload: &Value) {
+    let kind = payload["type"].as_str().expect("a type");
+    let path = format!(
+        "{}/contracts/{kind}.schema.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(payload)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{kind} payload breaks its contract: {errors:?}\n{payload:#}"
+    );
+}
+
+/// No per-visitor value may leave: the tests' user and session ids are
+/// large, distinctive numbers.
+fn assert_private(payload: &Value, users: &[u64]) {
+    let text = payload.to_string();
+    for user in users {
+        assert!(
+            !text.contains(&user.to_string()),
+            "user id {user} leaked: {text}"
+        );
+        assert!(
+            !text.contains(&(user + 1_000_000).to_string()),
+            "session id leaked: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spike_fires_at_the_threshold_not_below_and_then_cools_down() {
+    let w = World::new().await;
+    w.site(1).await;
+    let id = w
+        .webhook(
+            1,
+            "event_types, spike_threshold, cooldown_minutes",
+            "ARRAY['traffic.spike'], 5, 1",
+        )
+        .await;
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+
+    let users: Vec<u64> = (0..5).map(|i| 424_242_000 + i).collect();
+    let mut first: Vec<Ev> = users[..4].iter().map(|u| pv(1, *u, "/")).collect();
+    first[0].source = "Google";
+    w.events(&first).await;
+    let report = engine.tick().await.unwrap();
+    assert_eq!(report.spikes, 0, "4 visitors, threshold 5");
+    assert!(w.outbox().await.is_empty());
+
+    w.events(&[Ev {
+        source: "Twitter",
+        ..pv(1, users[4], "/pricing")
+    }])
+    .await;
+    let report = engine.tick().await.unwrap();
+    assert_eq!(report.spikes, 1);
+    let outbox = w.outbox().await;
+    assert_eq!(outbox.len(), 1);
+    let (webhook, kind, payload, _) = &outbox[0];
+    assert_eq!((*webhook, kind.as_str()), (id, "traffic.spike"));
+    assert_eq!(payload["data"]["visitors"], 5);
+    assert_eq!(payload["data"]["threshold"], 5);
+    assert_eq!(payload["data"]["window_minutes"], 5);
+    assert_eq!(
+        payload["data"]["site"],
+        serde_json::json!({"id": 1, "domain": "site1.example.com"})
+    );
+    assert_eq!(
+        payload["data"]["top_pages"][0],
+        serde_json::json!({"page": "/", "visitors": 4})
+    );
+    assert_eq!(payload["data"]["top_sources"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        payload["data"]["dashboard_url"],
+        "https://plausible.example.com/site1.example.com?period=realtime"
+    );
+    check_contract(payload);
+    assert_private(payload, &users);
+
+    // Within the cooldown: more traffic, no second spike.
+    w.events(&[pv(1, 424_242_100, "/"), pv(1, 424_242_101, "/")])
+        .await;
+    assert_eq!(engine.tick().await.unwrap().spikes, 0);
+
+    // After the cooldown (moved into the past, then a restart reads it).
+    w.client
+        .execute(
+            "UPDATE webhook_alert_state SET last_fired_at = last_fired_at - interval '2 minutes'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut engine = w.engine().await;
+    w.events(&[pv(1, 424_242_102, "/")]).await;
+    assert_eq!(engine.tick().await.unwrap().spikes, 1);
+    assert_eq!(w.outbox().await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_fires_only_for_sites_that_had_traffic() {
+    let w = World::new().await;
+    for site in 1..=3 {
+        w.site(site).await;
+    }
+    let quiet = w
+        .webhook(1, "event_types, drop_threshold", "ARRAY['traffic.drop'], 2")
+        .await;
+    let _never = w
+        .webhook(2, "event_types, drop_threshold", "ARRAY['traffic.drop'], 2")
+        .await;
+    let _busy = w
+        .webhook(3, "event_types, drop_threshold", "ARRAY['traffic.drop'], 2")
+        .await;
+    // Site 1 had visitors 13 hours ago only; site 2 never had any; site 3
+    // has two visitors now.
+    w.events(&[
+        Ev {
+            ago: 13 * 3600,
+            ..pv(1, 10, "/")
+        },
+        pv(3, 30, "/"),
+        pv(3, 31, "/"),
+    ])
+    .await;
+    let mut engine = w.engine().await;
+    let report = engine.tick().await.unwrap();
+    assert_eq!(report.drops, 1);
+    let outbox = w.outbox().await;
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].0, quiet);
+    assert_eq!(outbox[0].2["data"]["visitors"], 0);
+    assert_eq!(outbox[0].2["data"]["window_hours"], 12);
+    check_contract(&outbox[0].2);
+    // The cooldown holds it back on the next check.
+    let mut engine = w.engine().await;
+    assert_eq!(engine.tick().await.unwrap().drops, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_goal_kind_matches_as_plausible_matches() {
+    let w = World::new().await;
+    w.site(1).await;
+    let signup = w
+        .goal(
+            1,
+            "event_name, display_name, custom_props",
+            "'Signup', 'Signup (pro)', '{\"plan\": \"pro\"}'",
+        )
+        .await;
+    let pricing = w
+        .goal(1, "page_path, display_name", "'/pricing', 'Visit /pricing'")
+        .await;
+    let blog = w
+        .goal(1, "page_path, display_name", "'/blog/**', 'Visit /blog/**'")
+        .await;
+    let docs = w
+        .goal(
+            1,
+            "page_path, display_name",
+            "'/docs/*/install', 'Install docs'",
+        )
+        .await;
+    let scroll = w
+        .goal(
+            1,
+            "page_path, display_name, scroll_threshold",
+            "'/blog/*', 'Scroll blog 50%', 50",
+        )
+        .await;
+    let all = w.webhook(1, "event_types", "ARRAY['goal.completed']").await;
+    let only_signup = w
+        .webhook(
+            1,
+            "event_types, goal_ids",
+            &format!("ARRAY['goal.completed'], ARRAY[{signup}]::bigint[]"),
+        )
+        .await;
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+
+    w.events(&[
+        Ev {
+            name: "Signup",
+            props: &[("plan", "pro")],
+            ..pv(1, 1, "/register")
+        },
+        Ev {
+            name: "Signup",
+            props: &[("plan", "pro"), ("x", "y")],
+            ..pv(1, 2, "/register")
+        },
+        Ev {
+            name: "Signup",
+            props: &[("plan", "free")],
+            ..pv(1, 3, "/register")
+        },
+        pv(1, 4, "/pricing"),
+        pv(1, 4, "/pricing/"),
+        pv(1, 5, "/blog/a"),
+        pv(1, 6, "/blog/a/b"),
+        pv(1, 5, "/blog"),
+        pv(1, 7, "/docs/v2/install"),
+        pv(1, 7, "/docs/v2/setup"),
+        Ev {
+            name: "engagement",
+            scroll: 80,
+            ..pv(1, 8, "/blog/a")
+        },
+        Ev {
+            name: "engagement",
+            scroll: 20,
+            ..pv(1, 9, "/blog/a")
+        },
+        Ev {
+            name: "engagement",
+            scroll: 50,
+            ..pv(1, 9, "/blog/b")
+        },
+    ])
+    .await;
+    let report = engine.tick().await.unwrap();
+    assert_eq!(report.goal_deliveries, 6);
+    let outbox = w.outbox().await;
+    let of = |webhook: i64, goal: i64| -> Value {
+        outbox
+            .iter()
+            .find(|(w, _, p, _)| *w == webhook && p["data"]["goal"]["id"] == goal)
+            .map(|(_, _, p, _)| p.clone())
+            .unwrap_or_else(|| panic!("no delivery of goal {goal} to {webhook}: {outbox:#?}"))
+    };
+    let expect = |webhook, goal, kind: &str, completions: u64, visitors: u64| {
+        let p = of(webhook, goal);
+        assert_eq!(p["data"]["goal"]["kind"], kind, "{p}");
+        assert_eq!(p["data"]["completions"], completions, "{p}");
+        assert_eq!(p["data"]["visitors"], visitors, "{p}");
+        check_contract(&p);
+    };
+    expect(all, signup, "event", 2, 2);
+    expect(all, pricing, "page", 1, 1);
+    expect(all, blog, "page", 2, 2);
+    expect(all, docs, "page", 1, 1);
+    expect(all, scroll, "scroll", 2, 2);
+    expect(only_signup, signup, "event", 2, 2);
+    assert_eq!(outbox.len(), 6, "{outbox:#?}");
+    assert_eq!(of(all, signup)["data"]["goal"]["name"], "Signup (pro)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goal_deliveries_have_a_leading_edge_and_then_wait_for_the_interval() {
+    let w = World::new().await;
+    w.site(1).await;
+    let goal = w.goal(1, "event_name, display_name", "'Buy', 'Buy'").await;
+    let id = w
+        .webhook(
+            1,
+            "event_types, goal_interval_seconds",
+            "ARRAY['goal.completed'], 3",
+        )
+        .await;
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+
+    let buy = |user| Ev {
+        name: "Buy",
+        ..pv(1, user, "/")
+    };
+    w.events(&[buy(1)]).await;
+    engine.tick().await.unwrap();
+    let outbox = w.outbox().await;
+    assert_eq!(outbox.len(), 1, "the first completion goes out at once");
+    assert_eq!(outbox[0].2["data"]["completions"], 1);
+
+    w.events(&[buy(2), buy(3)]).await;
+    engine.tick().await.unwrap();
+    w.events(&[buy(4)]).await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.outbox().await.len(), 1, "held within the interval");
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    engine.tick().await.unwrap();
+    let outbox = w.outbox().await;
+    assert_eq!(outbox.len(), 2);
+    assert_eq!(outbox[1].0, id);
+    assert_eq!(outbox[1].2["data"]["goal"]["id"], goal);
+    assert_eq!(
+        outbox[1].2["data"]["completions"], 3,
+        "counted into the next delivery"
+    );
+    engine.tick().await.unwrap();
+    assert_eq!(w.outbox().await.len(), 2, "nothing more pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_and_late_rows_count_every_completion_exactly_once() {
+    let w = World::new().await;
+    w.site(1).await;
+    w.goal(1, "event_name, display_name", "'Buy', 'Buy'").await;
+    w.webhook(
+        1,
+        "event_types, goal_interval_seconds",
+        "ARRAY['goal.completed'], 1",
+    )
+    .await;
+    let buy = |user, ago| Ev {
+        name: "Buy",
+        ago,
+        ..pv(1, user, "/")
+    };
+    let total = |outbox: &[(i64, String, Value, String)]| -> u64 {
+        outbox
+            .iter()
+            .map(|o| o.2["data"]["completions"].as_u64().unwrap())
+            .sum()
+    };
+
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+    w.events(&[buy(1, 0), buy(2, 0)]).await;
+    engine.tick().await.unwrap();
+    assert_eq!(total(&w.outbox().await), 2);
+
+    // A restart: a new engine from the durable state, then ticks over the
+    // same buckets count nothing twice.
+    drop(engine);
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+    assert_eq!(total(&w.outbox().await), 2);
+    w.events(&[buy(3, 0)]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    engine.tick().await.unwrap();
+    assert_eq!(total(&w.outbox().await), 3);
+
+    // Late rows: events timestamped ten minutes ago arrive now.
+    w.events(&[buy(4, 600), buy(5, 600)]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    engine.tick().await.unwrap();
+    assert_eq!(total(&w.outbox().await), 5);
+
+    // A forced merge changes nothing.
+    let analytics = w.ch.analytics();
+    analytics
+        .execute(&analytics.render("OPTIMIZE TABLE {database}.webhooks_goal_minutes FINAL"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    engine.tick().await.unwrap();
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+    assert_eq!(total(&w.outbox().await), 5);
+}
