@@ -60,9 +60,13 @@ pub async fn run(
             // The triggers start once the registry holds the webhooks.
             let triggers =
                 TriggerEngine::new(&config, pool.clone(), analytics.clone(), registry.clone());
-            let stop = stop_rx.clone();
+            let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
-                if loaded.changed().await.is_ok() {
+                let start = tokio::select! {
+                    r = loaded.changed() => r.is_ok(),
+                    _ = stop.wait_for(|stop| *stop) => false,
+                };
+                if start {
                     triggers.run(stop).await;
                 }
             }));

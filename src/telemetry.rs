@@ -93,6 +93,24 @@ fn describe_metrics() {
         "plausible_webhooks_registry_drift_fixed_total",
         "Differences a reconciliation found that no notification explained."
     );
+    metrics::describe_counter!(
+        "plausible_webhooks_trigger_ticks_total",
+        "Trigger engine passes, by result (ok or error)."
+    );
+    metrics::describe_histogram!(
+        "plausible_webhooks_trigger_tick_duration_seconds",
+        metrics::Unit::Seconds,
+        "Wall time of one trigger pass."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_trigger_cursor_lag_seconds",
+        metrics::Unit::Seconds,
+        "ClickHouse's clock minus the newest insert the trigger engine has seen."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_trigger_events_total",
+        "Events the triggers put in the outbox, by type."
+    );
     metrics::gauge!("plausible_webhooks_build_info", "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
 }

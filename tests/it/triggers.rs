@@ -566,3 +566,124 @@ async fn a_restart_and_late_rows_count_every_completion_exactly_once() {
     engine.tick().await.unwrap();
     assert_eq!(total(&w.outbox().await), 5);
 }
+
+/// A TCP proxy to ClickHouse that can be cut and restored.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async {
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        } => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_down_for_a_while_loses_no_completion() {
+    let w = World::new().await;
+    w.site(1).await;
+    w.goal(1, "event_name, display_name", "'Buy', 'Buy'").await;
+    w.webhook(
+        1,
+        "event_types, goal_interval_seconds",
+        "ARRAY['goal.completed'], 1",
+    )
+    .await;
+
+    let target = crate::support::servers()
+        .clickhouse_url
+        .trim_start_matches("http://")
+        .to_string();
+    let proxy = Proxy::start(target).await;
+    let mut config = w.config.clone();
+    config.clickhouse.url = format!("http://{}", proxy.addr);
+    config.clickhouse.request_timeout_secs = 2;
+    config.triggers.poll_interval_ms = 100;
+    let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
+    let engine = TriggerEngine::new(
+        &config,
+        pool,
+        plausible_webhooks::analytics::Analytics::new(&config.clickhouse),
+        w.registry.clone(),
+    );
+    let (stop, stop_rx) = watch::channel(false);
+    let running = tokio::spawn(engine.run(stop_rx));
+    let buy = |user| Ev {
+        name: "Buy",
+        ..pv(1, user, "/")
+    };
+    let total = |outbox: Vec<(i64, String, Value, String)>| -> u64 {
+        outbox
+            .iter()
+            .map(|o| o.2["data"]["completions"].as_u64().unwrap())
+            .sum()
+    };
+    let wait_for_total = |expected: u64| {
+        let w = &w;
+        async move {
+            for _ in 0..100 {
+                if total(w.outbox().await) == expected {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!(
+                "completions never reached {expected}: {}",
+                total(w.outbox().await)
+            );
+        }
+    };
+
+    w.events(&[buy(1)]).await;
+    wait_for_total(1).await;
+
+    // ClickHouse unreachable for two seconds while completions arrive.
+    proxy.set_up(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.events(&[buy(2), buy(3)]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        total(w.outbox().await),
+        1,
+        "nothing while ClickHouse is away"
+    );
+    assert!(!running.is_finished(), "the engine keeps running");
+
+    proxy.set_up(true);
+    wait_for_total(3).await;
+    let _ = stop.send(true);
+    running.await.unwrap();
+}
