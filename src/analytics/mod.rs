@@ -45,6 +45,8 @@ impl Analytics {
             .with_user(&config.user)
             .with_password(config.password.expose())
             .with_database(&config.database)
+            // Batched queries carry their parameters in the query text.
+            .with_setting("max_query_size", "16777216")
             .with_validation(false);
         Analytics {
             client,

@@ -3,6 +3,8 @@
 //! `webhooks_goal_minutes`, `webhooks_inserts`) and, for spike details, the
 //! events table itself. Times are server times in whole seconds (UTC).
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 
 use super::{Analytics, AnalyticsError};
@@ -59,22 +61,200 @@ pub async fn goal_key_counts(
     if buckets.is_empty() {
         return Ok(Vec::new());
     }
+    let wanted: HashSet<(u64, u32)> = buckets.iter().copied().collect();
+    let mut sites: Vec<u64> = buckets.iter().map(|b| b.0).collect();
+    let mut minutes: Vec<u32> = buckets.iter().map(|b| b.1).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    minutes.sort_unstable();
+    minutes.dedup();
     let sql = analytics.render(include_str!("sql/goal_key_counts.sql"));
-    analytics
-        .bounded(analytics.client().query(&sql).bind(buckets).fetch_all())
-        .await
+    let mut rows: Vec<KeyCount> = analytics
+        .bounded(
+            analytics
+                .client()
+                .query(&sql)
+                .bind(sites)
+                .bind(minutes)
+                .fetch_all(),
+        )
+        .await?;
+    rows.retain(|r| wanted.contains(&(r.site_id, r.minute)));
+    Ok(rows)
 }
 
-/// A goal as constants for [`goal_visitors`].
+/// A goal as plain values for the visitors queries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoalFilter {
     pub name: String,
-    /// An RE2 pattern for the path; empty for any path.
+    pub path: PathFilter,
+    /// An RE2 pattern equivalent to `path`; empty for any path.
     pub path_regex: String,
     pub min_scroll_depth: u8,
     pub max_scroll_depth: u8,
     /// At most three `(key, value)` filters.
     pub props: Vec<(String, String)>,
+}
+
+/// How a goal matches paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathFilter {
+    Any,
+    Exact(String),
+    /// `prefix*middle*...*suffix`.
+    Glob {
+        prefix: String,
+        middles: Vec<String>,
+        suffix: String,
+    },
+}
+
+/// One question for [`goal_visitors_batch`]: the distinct visitors who
+/// completed a goal on a site in minutes `from_minute..=to_minute`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitorRequest {
+    pub site_id: u64,
+    pub from_minute: u32,
+    pub to_minute: u32,
+    pub goal: GoalFilter,
+}
+
+/// The most glob middle parts the batch query handles; goals with more
+/// are asked one by one with a regex.
+const BATCH_MIDDLES: usize = 2;
+
+/// Answers many visitor questions in one query (and the rare goal the
+/// batch cannot express, one query each). Answers come in request order.
+pub async fn goal_visitors_batch(
+    analytics: &Analytics,
+    requests: &[VisitorRequest],
+) -> Result<Vec<u64>, AnalyticsError> {
+    let mut answers = vec![0u64; requests.len()];
+    let (batch, single): (Vec<usize>, Vec<usize>) = (0..requests.len()).partition(|i| {
+        !matches!(&requests[*i].goal.path, PathFilter::Glob { middles, .. } if middles.len() > BATCH_MIDDLES)
+    });
+    for i in single {
+        let r = &requests[i];
+        answers[i] =
+            goal_visitors(analytics, r.site_id, r.from_minute, r.to_minute, &r.goal).await?;
+    }
+    for chunk in batch.chunks(BATCH_SIZE) {
+        for (idx, visitors) in visitors_chunk(analytics, requests, chunk).await? {
+            if let Some(answer) = answers.get_mut(idx as usize) {
+                *answer = visitors;
+            }
+        }
+    }
+    Ok(answers)
+}
+
+/// Requests per batch query, which keeps the query text well under the
+/// server's `max_query_size` (raised to 16 MiB by the client too).
+const BATCH_SIZE: usize = 1000;
+
+async fn visitors_chunk(
+    analytics: &Analytics,
+    requests: &[VisitorRequest],
+    chunk: &[usize],
+) -> Result<Vec<(u32, u64)>, AnalyticsError> {
+    let mut cols = BatchColumns::default();
+    for i in chunk {
+        cols.push(*i as u32, &requests[*i]);
+    }
+    let mut sites = cols.site.clone();
+    sites.sort_unstable();
+    sites.dedup();
+    let earliest = cols.from.iter().copied().min().unwrap_or(0);
+    let sql = analytics.render(include_str!("sql/goal_visitors_batch.sql"));
+    let query = analytics
+        .client()
+        .query(&sql)
+        .bind(sites)
+        .bind(earliest)
+        .bind(cols.idx)
+        .bind(cols.site)
+        .bind(cols.from)
+        .bind(cols.to)
+        .bind(cols.name)
+        .bind(cols.any)
+        .bind(cols.exact)
+        .bind(cols.path)
+        .bind(cols.prefix)
+        .bind(cols.m1)
+        .bind(cols.m2)
+        .bind(cols.suffix)
+        .bind(cols.min)
+        .bind(cols.max);
+    let query = cols
+        .props
+        .into_iter()
+        .fold(query, |q, column| q.bind(column));
+    analytics.bounded(query.fetch_all()).await
+}
+
+/// The batch query's parallel arrays.
+#[derive(Default)]
+struct BatchColumns {
+    idx: Vec<u32>,
+    site: Vec<u64>,
+    from: Vec<u32>,
+    to: Vec<u32>,
+    name: Vec<String>,
+    any: Vec<u8>,
+    exact: Vec<u8>,
+    path: Vec<String>,
+    prefix: Vec<String>,
+    m1: Vec<String>,
+    m2: Vec<String>,
+    suffix: Vec<String>,
+    min: Vec<u8>,
+    max: Vec<u8>,
+    /// key1, value1, key2, value2, key3, value3.
+    props: [Vec<String>; 6],
+}
+
+impl BatchColumns {
+    fn push(&mut self, idx: u32, r: &VisitorRequest) {
+        let g = &r.goal;
+        self.idx.push(idx);
+        self.site.push(r.site_id);
+        self.from.push(r.from_minute);
+        self.to.push(r.to_minute);
+        self.name.push(g.name.clone());
+        let (any, exact, path, prefix, m1, m2, suffix) = match &g.path {
+            PathFilter::Any => (1, 0, "", "", "", "", ""),
+            PathFilter::Exact(p) => (0, 1, p.as_str(), "", "", "", ""),
+            PathFilter::Glob {
+                prefix,
+                middles,
+                suffix,
+            } => (
+                0,
+                0,
+                "",
+                prefix.as_str(),
+                middles.first().map_or("", String::as_str),
+                middles.get(1).map_or("", String::as_str),
+                suffix.as_str(),
+            ),
+        };
+        self.any.push(any);
+        self.exact.push(exact);
+        self.path.push(path.to_string());
+        self.prefix.push(prefix.to_string());
+        self.m1.push(m1.to_string());
+        self.m2.push(m2.to_string());
+        self.suffix.push(suffix.to_string());
+        self.min.push(g.min_scroll_depth);
+        self.max.push(g.max_scroll_depth);
+        for (i, column) in self.props.iter_mut().enumerate() {
+            let value = g
+                .props
+                .get(i / 2)
+                .map_or("", |(k, v)| if i % 2 == 0 { k } else { v });
+            column.push(value.to_string());
+        }
+    }
 }
 
 /// Distinct visitors who completed a goal in minutes `from..=to`.

@@ -1,7 +1,7 @@
 //! Goal completions: matching event keys to goals as Plausible does, and
 //! the per-webhook throttle with a leading edge.
 
-use crate::analytics::triggers::{GoalFilter, KeyCount};
+use crate::analytics::triggers::{GoalFilter, KeyCount, PathFilter};
 use crate::registry::{Goal, GoalKind, PathPattern};
 
 /// Does an event key complete the goal?
@@ -33,21 +33,50 @@ fn prop_value<'a>(key: &'a KeyCount, name: &str) -> &'a str {
         .map_or("", String::as_str)
 }
 
-/// The goal as constants for the visitors query.
+/// The goal as plain values for the visitors queries.
 pub fn filter(goal: &Goal) -> GoalFilter {
-    let (name, path_regex, min, max) = match &goal.kind {
-        GoalKind::Event { name } => (name.clone(), String::new(), 0, 255),
-        GoalKind::Page { path } => ("pageview".to_string(), path_regex(path), 0, 255),
+    let (name, path, min, max) = match &goal.kind {
+        GoalKind::Event { name } => (name.clone(), None, 0, 255),
+        GoalKind::Page { path } => ("pageview".to_string(), Some(path), 0, 255),
         GoalKind::Scroll { path, threshold } => {
-            ("engagement".to_string(), path_regex(path), *threshold, 100)
+            ("engagement".to_string(), Some(path), *threshold, 100)
         }
     };
     GoalFilter {
         name,
-        path_regex,
+        path: path.map_or(PathFilter::Any, path_filter),
+        path_regex: path.map_or_else(String::new, path_regex),
         min_scroll_depth: min,
         max_scroll_depth: max,
         props: goal.custom_props.clone(),
+    }
+}
+
+/// A path pattern as exact text or a glob of parts.
+pub fn path_filter(path: &PathPattern) -> PathFilter {
+    match path {
+        PathPattern::Exact(p) => PathFilter::Exact(p.clone()),
+        PathPattern::Wildcard(p) => {
+            let parts: Vec<&str> = p.split('*').collect();
+            let prefix = parts.first().copied().unwrap_or("").to_string();
+            let suffix = if parts.len() > 1 {
+                parts.last().copied().unwrap_or("").to_string()
+            } else {
+                String::new()
+            };
+            let middles = parts
+                .iter()
+                .skip(1)
+                .take(parts.len().saturating_sub(2))
+                .filter(|m| !m.is_empty())
+                .map(|m| m.to_string())
+                .collect();
+            PathFilter::Glob {
+                prefix,
+                middles,
+                suffix,
+            }
+        }
     }
 }
 
@@ -187,6 +216,28 @@ mod tests {
         assert!(!matches(&scroll, &key("engagement", "/blog/x", 49, &[])));
         assert!(!matches(&scroll, &key("engagement", "/blog/x", 255, &[])));
         assert!(!matches(&scroll, &key("pageview", "/blog/x", 80, &[])));
+    }
+
+    #[test]
+    fn globs() {
+        let glob = |p: &str| path_filter(&PathPattern::new(p));
+        assert_eq!(
+            glob("/blog/**"),
+            PathFilter::Glob {
+                prefix: "/blog/".into(),
+                middles: vec![],
+                suffix: "".into()
+            }
+        );
+        assert_eq!(
+            glob("/docs/*/install/*/x"),
+            PathFilter::Glob {
+                prefix: "/docs/".into(),
+                middles: vec!["/install/".into()],
+                suffix: "/x".into()
+            }
+        );
+        assert_eq!(glob("/x"), PathFilter::Exact("/x".into()));
     }
 
     #[test]

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
 use crate::analytics::triggers::{self as queries, Top};
@@ -43,8 +42,6 @@ use payload::{Envelope, GoalRef, Interval, PageCount, SiteRef, SourceCount};
 const DROP_WINDOW_MINUTES: u32 = 12 * 60;
 /// How often old goal counts are forgotten.
 const PRUNE_EVERY_SECS: u32 = 600;
-/// Visitor queries for goal deliveries in flight at once.
-const VISITOR_QUERIES: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
@@ -318,23 +315,16 @@ impl TriggerEngine {
                 true
             });
         }
-        let jobs: Vec<(u64, u32, queries::GoalFilter)> = due
+        let requests: Vec<queries::VisitorRequest> = due
             .iter()
-            .map(|d| (d.site.id as u64, d.from, goals::filter(&d.goal)))
+            .map(|d| queries::VisitorRequest {
+                site_id: d.site.id as u64,
+                from_minute: d.from,
+                to_minute: now_minute,
+                goal: goals::filter(&d.goal),
+            })
             .collect();
-        let analytics = self.analytics.clone();
-        let visitors: Vec<u64> =
-            futures_util::stream::iter(
-                jobs.into_iter().map(move |(site, from, filter)| {
-                    let analytics = analytics.clone();
-                    async move {
-                        queries::goal_visitors(&analytics, site, from, now_minute, &filter).await
-                    }
-                }),
-            )
-            .buffered(VISITOR_QUERIES)
-            .try_collect()
-            .await?;
+        let visitors = queries::goal_visitors_batch(&self.analytics, &requests).await?;
         for (d, visitors) in due.iter().zip(visitors) {
             let from = time(d.from);
             let body = Envelope::new(

@@ -385,6 +385,10 @@ async fn each_goal_kind_matches_as_plausible_matches() {
             "'/blog/*', 'Scroll blog 50%', 50",
         )
         .await;
+    // Three middle parts: asked for on its own, with a regex.
+    let deep = w
+        .goal(1, "page_path, display_name", "'/*/a/*/b/*/c/*', 'Deep'")
+        .await;
     let all = w.webhook(1, "event_types", "ARRAY['goal.completed']").await;
     let only_signup = w
         .webhook(
@@ -419,6 +423,8 @@ async fn each_goal_kind_matches_as_plausible_matches() {
         pv(1, 5, "/blog"),
         pv(1, 7, "/docs/v2/install"),
         pv(1, 7, "/docs/v2/setup"),
+        pv(1, 10, "/x/a/y/b/z/c/w"),
+        pv(1, 11, "/x/a/y/c/z/b/w"),
         Ev {
             name: "engagement",
             scroll: 80,
@@ -437,7 +443,7 @@ async fn each_goal_kind_matches_as_plausible_matches() {
     ])
     .await;
     let report = engine.tick().await.unwrap();
-    assert_eq!(report.goal_deliveries, 6);
+    assert_eq!(report.goal_deliveries, 7);
     let outbox = w.outbox().await;
     let of = |webhook: i64, goal: i64| -> Value {
         outbox
@@ -458,8 +464,9 @@ async fn each_goal_kind_matches_as_plausible_matches() {
     expect(all, blog, "page", 2, 2);
     expect(all, docs, "page", 1, 1);
     expect(all, scroll, "scroll", 2, 2);
+    expect(all, deep, "page", 1, 1);
     expect(only_signup, signup, "event", 2, 2);
-    assert_eq!(outbox.len(), 6, "{outbox:#?}");
+    assert_eq!(outbox.len(), 7, "{outbox:#?}");
     assert_eq!(of(all, signup)["data"]["goal"]["name"], "Signup (pro)");
 }
 
