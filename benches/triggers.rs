@@ -214,6 +214,18 @@ async fn run(seconds: u64, per_minute: u64) {
         ms(pct(&cpu, 0.95)),
         ms(cpu[cpu.len() - 1])
     );
+    let mut busy: Vec<Duration> = steady
+        .iter()
+        .filter(|s| s.2.changed_buckets >= (SITES as usize) / 2)
+        .map(|s| s.1)
+        .collect();
+    busy.sort();
+    println!(
+        "  daemon CPU per busy tick (after an ingest batch, changes on at least half the sites; {} ticks): p50 {:.1} ms  max {:.1} ms",
+        busy.len(),
+        ms(pct(&busy, 0.5)),
+        ms(busy.last().copied().unwrap_or_default())
+    );
     println!(
         "  wall time per tick (ClickHouse and Postgres included): p50 {:.1} ms  p95 {:.1} ms  max {:.1} ms",
         ms(pct(&wall, 0.5)),

@@ -11,6 +11,7 @@ mod validate;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
 use crate::store::goals::GoalRow;
@@ -24,17 +25,18 @@ pub const MAX_WEBHOOKS_PER_SITE: usize = 10;
 /// The registry's contents.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Registry {
-    /// Sites with at least one active webhook.
-    sites: HashMap<i64, Site>,
+    /// Sites with at least one active webhook (shared, so that a reader
+    /// can keep one without copying it).
+    sites: FxHashMap<i64, Arc<Site>>,
     /// Active webhooks by id.
-    webhooks: HashMap<i64, Arc<Webhook>>,
+    webhooks: FxHashMap<i64, Arc<Webhook>>,
     /// The site of every enabled row last read, valid or not, so that a
     /// change notification (which carries only the id) finds its site.
-    webhook_site: HashMap<i64, i64>,
+    webhook_site: FxHashMap<i64, i64>,
     /// The same rows by site.
-    site_rows: HashMap<i64, Vec<i64>>,
+    site_rows: FxHashMap<i64, Vec<i64>>,
     /// The site of every goal held.
-    goal_site: HashMap<i64, i64>,
+    goal_site: FxHashMap<i64, i64>,
 }
 
 /// Counts for metrics and logs.
@@ -64,11 +66,16 @@ impl Registry {
     }
 
     pub fn site(&self, id: i64) -> Option<&Site> {
-        self.sites.get(&id)
+        self.sites.get(&id).map(|s| &**s)
+    }
+
+    /// The site, shared.
+    pub fn site_shared(&self, id: i64) -> Option<Arc<Site>> {
+        self.sites.get(&id).cloned()
     }
 
     pub fn sites(&self) -> impl Iterator<Item = &Site> {
-        self.sites.values()
+        self.sites.values().map(|s| &**s)
     }
 
     pub fn webhook(&self, id: i64) -> Option<&Arc<Webhook>> {
@@ -214,22 +221,22 @@ impl Registry {
                 let goals = self
                     .sites
                     .remove(&site_id)
-                    .map(|s| s.goals)
+                    .map(|s| s.goals.clone())
                     .unwrap_or_default();
                 self.sites.insert(
                     site_id,
-                    Site {
+                    Arc::new(Site {
                         id: site_id,
                         domain,
                         timezone,
                         webhooks: active,
                         goals,
-                    },
+                    }),
                 );
             }
             _ => {
                 if let Some(site) = self.sites.remove(&site_id) {
-                    for g in site.goals {
+                    for g in &site.goals {
                         self.goal_site.remove(&g.id);
                     }
                 }
@@ -240,7 +247,7 @@ impl Registry {
     /// Replaces the goals of one site with `rows` (all its goals). Goals
     /// of a site without an active webhook are not kept.
     pub fn set_goals(&mut self, site_id: i64, rows: Vec<GoalRow>) {
-        let Some(site) = self.sites.get_mut(&site_id) else {
+        let Some(site) = self.sites.get_mut(&site_id).map(Arc::make_mut) else {
             return;
         };
         for g in &site.goals {

@@ -22,12 +22,13 @@
 pub mod goals;
 pub mod payload;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
 use crate::analytics::triggers::{self as queries, Top};
@@ -40,6 +41,9 @@ use payload::{Envelope, GoalRef, Interval, PageCount, SiteRef, SourceCount};
 
 /// Distinct visitors over this many minutes below the threshold: a drop.
 const DROP_WINDOW_MINUTES: u32 = 12 * 60;
+/// Every this many ticks, the scan for changed buckets looks back the whole
+/// `triggers.rescan_margin_secs` instead of one second.
+const WIDE_SCAN_EVERY: u64 = 5;
 /// How often old goal counts are forgotten.
 const PRUNE_EVERY_SECS: u32 = 600;
 
@@ -57,13 +61,18 @@ struct State {
     /// The newest insert time seen (server seconds).
     cursor: Option<u32>,
     /// Completions already counted, per (goal, minute).
-    counted: HashMap<(i64, u32), u64>,
+    counted: FxHashMap<(i64, u32), u64>,
     /// Per (webhook, goal).
-    throttles: HashMap<(i64, i64), goals::Throttle>,
+    throttles: FxHashMap<(i64, i64), goals::Throttle>,
+    /// (earliest time it may send, webhook, goal) of every throttle with
+    /// completions waiting, so that a tick looks only at those that may be
+    /// due rather than at all of them.
+    waiting: BTreeSet<(u32, i64, i64)>,
     /// When a spike or drop last fired, per (webhook, type).
-    alerts: HashMap<(i64, EventType), u32>,
+    alerts: FxHashMap<(i64, EventType), u32>,
     last_drop_check: Option<u32>,
     last_prune: u32,
+    ticks: u64,
 }
 
 /// What a tick did, for logs, metrics and tests.
@@ -194,9 +203,20 @@ impl TriggerEngine {
                     EventType::parse(&kind).map(|k| ((webhook, k), secs(at)))
                 })
                 .collect(),
+            waiting: BTreeSet::new(),
             last_drop_check: None,
             last_prune: 0,
+            ticks: 0,
         };
+        // Intervals are not known before the registry is read: every
+        // waiting throttle is looked at on the first tick.
+        self.state.waiting = self
+            .state
+            .throttles
+            .iter()
+            .filter(|(_, t)| t.pending > 0)
+            .map(|((webhook, goal), _)| (0, *webhook, *goal))
+            .collect();
         tracing::info!(
             cursor = ?self.state.cursor,
             goal_counts = self.state.counted.len(),
@@ -211,7 +231,16 @@ impl TriggerEngine {
         let now = queries::server_now(&self.analytics).await?;
         let now_minute = now - now % 60;
         let cursor = self.state.cursor.unwrap_or(now);
-        let since = cursor.saturating_sub(self.config.rescan_margin_secs);
+        // Most ticks look back one second past the newest insert seen (the
+        // second may still be filling); every WIDE_SCAN_EVERY-th looks back
+        // the whole margin, for inserts that became visible late.
+        self.state.ticks = self.state.ticks.wrapping_add(1);
+        let look_back = if self.state.ticks % WIDE_SCAN_EVERY == 1 {
+            self.config.rescan_margin_secs
+        } else {
+            1
+        };
+        let since = cursor.saturating_sub(look_back);
         let changed = queries::changed_buckets(&self.analytics, since).await?;
         let newest = changed.iter().map(|b| b.last_inserted_at).max();
         let new_cursor = newest.map_or(cursor, |n| n.max(cursor));
@@ -231,7 +260,7 @@ impl TriggerEngine {
             ..TickReport::default()
         };
         let mut counted = Vec::new();
-        let mut throttles: HashMap<(i64, i64), goals::Throttle> = HashMap::new();
+        let mut throttles: FxHashMap<(i64, i64), goals::Throttle> = FxHashMap::default();
         let mut alerts: Vec<((i64, EventType), u32)> = Vec::new();
 
         // Goals: recount the changed buckets, feed the differences through
@@ -273,13 +302,21 @@ impl TriggerEngine {
                 throttle.add(total - before, minute);
             }
         }
-        // Every throttle with completions waiting may now be due.
-        for (key, throttle) in &self.state.throttles {
-            if throttle.pending > 0 && !throttles.contains_key(key) {
-                throttles.insert(*key, *throttle);
+        // The waiting throttles whose time has come may now be due.
+        let popped: Vec<(u32, i64, i64)> = self
+            .state
+            .waiting
+            .range(..(now.saturating_add(1), i64::MIN, i64::MIN))
+            .copied()
+            .collect();
+        for (_, webhook, goal) in &popped {
+            let key = (*webhook, *goal);
+            if let Some(throttle) = self.state.throttles.get(&key) {
+                throttles.entry(key).or_insert(*throttle);
             }
         }
         let mut due = Vec::new();
+        let mut still_waiting = Vec::new();
         {
             let registry = self.registry.read();
             throttles.retain(|(webhook_id, goal_id), throttle| {
@@ -300,7 +337,14 @@ impl TriggerEngine {
                     return false;
                 };
                 let interval = rule.interval.as_secs().min(u64::from(u32::MAX)) as u32;
-                if let Some((completions, from)) = throttle.take_due(now, interval) {
+                let taken = throttle.take_due(now, interval);
+                if throttle.pending > 0 {
+                    let at = throttle
+                        .last_sent_at
+                        .map_or(now, |l| l.saturating_add(interval));
+                    still_waiting.push((at, *webhook_id, *goal_id));
+                }
+                if let Some((completions, from)) = taken {
                     due.push(DueGoal {
                         webhook: webhook.clone(),
                         site: SiteRef {
@@ -534,6 +578,10 @@ impl TriggerEngine {
         self.state.cursor = Some(new_cursor);
         self.state.counted.extend(counted);
         self.state.throttles.extend(changed_throttles);
+        for entry in &popped {
+            self.state.waiting.remove(entry);
+        }
+        self.state.waiting.extend(still_waiting);
         self.state.alerts.extend(alerts);
         if drop_due {
             self.state.last_drop_check = Some(now);
@@ -585,7 +633,7 @@ impl TriggerEngine {
 /// What one tick looks at, copied out of the registry so that no lock is
 /// held across a query.
 struct Plan {
-    sites: HashMap<i64, Site>,
+    sites: FxHashMap<i64, Arc<Site>>,
     /// Changed buckets of sites with goal webhooks, within retention.
     goal_buckets: Vec<(u64, u32)>,
     /// Sites with new data and spike webhooks, by window length.
@@ -603,14 +651,14 @@ impl Plan {
     ) -> Plan {
         let registry = registry.read();
         let mut plan = Plan {
-            sites: HashMap::new(),
+            sites: FxHashMap::default(),
             goal_buckets: Vec::new(),
             spike_windows: BTreeMap::new(),
             drop_sites: Vec::new(),
         };
         let mut spike_sites = HashSet::new();
         for bucket in changed {
-            let Some(site) = registry.site(bucket.site_id as i64) else {
+            let Some(site) = registry.site_shared(bucket.site_id as i64) else {
                 continue;
             };
             if bucket.minute >= retention_start
@@ -634,13 +682,18 @@ impl Plan {
                         .push(bucket.site_id);
                 }
             }
-            plan.sites.entry(site.id).or_insert_with(|| site.clone());
+            plan.sites.entry(site.id).or_insert(site);
         }
         if drop_due {
-            for site in registry.sites() {
-                if site.webhooks.iter().any(|w| w.drop.is_some()) {
-                    plan.drop_sites.push(site.id as u64);
-                    plan.sites.entry(site.id).or_insert_with(|| site.clone());
+            let drop_sites: Vec<i64> = registry
+                .sites()
+                .filter(|s| s.webhooks.iter().any(|w| w.drop.is_some()))
+                .map(|s| s.id)
+                .collect();
+            for id in drop_sites {
+                if let Some(site) = registry.site_shared(id) {
+                    plan.drop_sites.push(id as u64);
+                    plan.sites.entry(id).or_insert(site);
                 }
             }
         }
