@@ -226,6 +226,14 @@ async fn run(seconds: u64, per_minute: u64) {
         ms(pct(&busy, 0.5)),
         ms(busy.last().copied().unwrap_or_default())
     );
+    let mut clickhouse: Vec<Duration> = steady.iter().map(|s| s.2.clickhouse_time).collect();
+    clickhouse.sort();
+    println!(
+        "  ClickHouse query time per tick: p50 {:.1} ms  p95 {:.1} ms  max {:.1} ms",
+        ms(pct(&clickhouse, 0.5)),
+        ms(pct(&clickhouse, 0.95)),
+        ms(clickhouse[clickhouse.len() - 1])
+    );
     println!(
         "  wall time per tick (ClickHouse and Postgres included): p50 {:.1} ms  p95 {:.1} ms  max {:.1} ms",
         ms(pct(&wall, 0.5)),

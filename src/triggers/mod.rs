@@ -83,6 +83,8 @@ pub struct TickReport {
     pub drops: usize,
     pub goal_deliveries: usize,
     pub enqueued: u64,
+    /// Time spent waiting for ClickHouse.
+    pub clickhouse_time: Duration,
 }
 
 pub struct TriggerEngine {
@@ -228,7 +230,8 @@ impl TriggerEngine {
 
     /// One pass; see the module documentation.
     pub async fn tick(&mut self) -> Result<TickReport, TriggerError> {
-        let now = queries::server_now(&self.analytics).await?;
+        let mut clickhouse_time = Duration::ZERO;
+        let now = timed(&mut clickhouse_time, queries::server_now(&self.analytics)).await?;
         let now_minute = now - now % 60;
         let cursor = self.state.cursor.unwrap_or(now);
         // Most ticks look back one second past the newest insert seen (the
@@ -241,7 +244,11 @@ impl TriggerEngine {
             1
         };
         let since = cursor.saturating_sub(look_back);
-        let changed = queries::changed_buckets(&self.analytics, since).await?;
+        let changed = timed(
+            &mut clickhouse_time,
+            queries::changed_buckets(&self.analytics, since),
+        )
+        .await?;
         let newest = changed.iter().map(|b| b.last_inserted_at).max();
         let new_cursor = newest.map_or(cursor, |n| n.max(cursor));
         metrics::gauge!("plausible_webhooks_trigger_cursor_lag_seconds")
@@ -265,7 +272,11 @@ impl TriggerEngine {
 
         // Goals: recount the changed buckets, feed the differences through
         // the throttles.
-        let key_counts = queries::goal_key_counts(&self.analytics, &plan.goal_buckets).await?;
+        let key_counts = timed(
+            &mut clickhouse_time,
+            queries::goal_key_counts(&self.analytics, &plan.goal_buckets),
+        )
+        .await?;
         let mut totals: BTreeMap<(i64, u32), (i64, u64)> = BTreeMap::new();
         for key in &key_counts {
             let Some(site) = plan.sites.get(&(key.site_id as i64)) else {
@@ -368,7 +379,11 @@ impl TriggerEngine {
                 goal: goals::filter(&d.goal),
             })
             .collect();
-        let visitors = queries::goal_visitors_batch(&self.analytics, &requests).await?;
+        let visitors = timed(
+            &mut clickhouse_time,
+            queries::goal_visitors_batch(&self.analytics, &requests),
+        )
+        .await?;
         for (d, visitors) in due.iter().zip(visitors) {
             let from = time(d.from);
             let body = Envelope::new(
@@ -406,10 +421,13 @@ impl TriggerEngine {
         // Spikes, for the sites with new data.
         for (window, sites) in &plan.spike_windows {
             let since = window_start(now_minute, *window);
-            let counts: HashMap<u64, u64> = queries::site_visitors(&self.analytics, sites, since)
-                .await?
-                .into_iter()
-                .collect();
+            let counts: HashMap<u64, u64> = timed(
+                &mut clickhouse_time,
+                queries::site_visitors(&self.analytics, sites, since),
+            )
+            .await?
+            .into_iter()
+            .collect();
             for site_id in sites {
                 let visitors = counts.get(site_id).copied().unwrap_or(0);
                 let Some(site) = plan.sites.get(&(*site_id as i64)) else {
@@ -427,9 +445,16 @@ impl TriggerEngine {
                 if firing.is_empty() {
                     continue;
                 }
-                let top_pages = queries::top(&self.analytics, Top::Pages, *site_id, since).await?;
-                let top_sources =
-                    queries::top(&self.analytics, Top::Sources, *site_id, since).await?;
+                let top_pages = timed(
+                    &mut clickhouse_time,
+                    queries::top(&self.analytics, Top::Pages, *site_id, since),
+                )
+                .await?;
+                let top_sources = timed(
+                    &mut clickhouse_time,
+                    queries::top(&self.analytics, Top::Sources, *site_id, since),
+                )
+                .await?;
                 for webhook in firing {
                     let Some(rule) = webhook.spike else { continue };
                     let body = Envelope::new(
@@ -479,22 +504,27 @@ impl TriggerEngine {
         // Drops, every drop_check_interval_secs.
         if drop_due && !plan.drop_sites.is_empty() {
             let since = window_start(now_minute, DROP_WINDOW_MINUTES);
-            let counts: HashMap<u64, u64> =
-                queries::site_visitors(&self.analytics, &plan.drop_sites, since)
-                    .await?
-                    .into_iter()
-                    .collect();
+            let counts: HashMap<u64, u64> = timed(
+                &mut clickhouse_time,
+                queries::site_visitors(&self.analytics, &plan.drop_sites, since),
+            )
+            .await?
+            .into_iter()
+            .collect();
             let quiet: Vec<u64> = plan
                 .drop_sites
                 .iter()
                 .copied()
                 .filter(|s| !counts.contains_key(s))
                 .collect();
-            let had_data: HashSet<u64> = queries::sites_with_data(&self.analytics, &quiet)
-                .await?
-                .into_iter()
-                .chain(counts.keys().copied())
-                .collect();
+            let had_data: HashSet<u64> = timed(
+                &mut clickhouse_time,
+                queries::sites_with_data(&self.analytics, &quiet),
+            )
+            .await?
+            .into_iter()
+            .chain(counts.keys().copied())
+            .collect();
             for site_id in &plan.drop_sites {
                 if !had_data.contains(site_id) {
                     continue;
@@ -570,6 +600,7 @@ impl TriggerEngine {
             .iter()
             .map(|((webhook, kind), at)| ((*webhook, kind.as_str()), time(*at)))
             .collect();
+        report.clickhouse_time = clickhouse_time;
         if !write.is_empty() {
             report.enqueued = state_store::commit_tick(&self.pool, &write).await?;
         }
@@ -711,6 +742,14 @@ struct DueGoal {
     goal: Arc<Goal>,
     completions: u64,
     from: u32,
+}
+
+/// Awaits a ClickHouse query, adding its time to `total`.
+async fn timed<T>(total: &mut Duration, query: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let result = query.await;
+    *total += started.elapsed();
+    result
 }
 
 fn wants_goal(webhook: &Webhook, goal_id: i64) -> bool {
