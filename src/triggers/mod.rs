@@ -397,7 +397,10 @@ impl TriggerEngine {
                         kind: d.goal.kind.as_str(),
                     },
                     completions: d.completions,
-                    visitors,
+                    // Counted over the interval's whole minutes, which may
+                    // hold completions already reported; never more than
+                    // the completions this delivery carries.
+                    visitors: visitors.min(d.completions),
                     interval: Interval {
                         from: payload::rfc3339(from),
                         to: payload::rfc3339(time(now)),

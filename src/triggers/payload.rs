@@ -97,7 +97,8 @@ pub struct GoalCompleted {
     pub goal: GoalRef,
     /// Completions counted into this delivery (each exactly once).
     pub completions: u64,
-    /// Distinct visitors who completed the goal in the interval's minutes.
+    /// Distinct visitors who completed the goal in the interval's minutes,
+    /// at most `completions`.
     pub visitors: u64,
     pub interval: Interval,
     pub dashboard_url: String,
