@@ -14,8 +14,8 @@ use crate::postgres_schema::SECRET;
 use crate::support::{TestPostgres, config_pg};
 
 /// A running change stream; stops when dropped.
-struct Running {
-    registry: RegistryHandle,
+pub struct Running {
+    pub registry: RegistryHandle,
     stop: watch::Sender<bool>,
 }
 
@@ -28,9 +28,14 @@ impl Drop for Running {
 async fn start(db: &TestPostgres, tweak: impl FnOnce(&mut Config)) -> Running {
     let mut config = config_pg(db);
     tweak(&mut config);
+    run_change_stream(&config).await
+}
+
+/// Starts a change stream for `config` and waits for its first full read.
+pub async fn run_change_stream(config: &Config) -> Running {
     let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
     let registry = RegistryHandle::default();
-    let stream = ChangeStream::new(&config, pool, registry.clone()).unwrap();
+    let stream = ChangeStream::new(config, pool, registry.clone()).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let mut version = registry.subscribe();
     tokio::spawn(stream.run(stop_rx));
@@ -43,7 +48,7 @@ async fn start(db: &TestPostgres, tweak: impl FnOnce(&mut Config)) -> Running {
 }
 
 /// Waits (up to 10 s) until `check` holds for the registry.
-async fn eventually(registry: &RegistryHandle, what: &str, check: impl Fn(&Registry) -> bool) {
+pub async fn eventually(registry: &RegistryHandle, what: &str, check: impl Fn(&Registry) -> bool) {
     let mut version = registry.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

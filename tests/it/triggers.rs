@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use plausible_webhooks::analytics::{apply_migrations, embedded_migrations};
-use plausible_webhooks::changes::ChangeStream;
 use plausible_webhooks::config::Config;
 use plausible_webhooks::registry::{Registry, RegistryHandle};
 use plausible_webhooks::triggers::TriggerEngine;
@@ -13,6 +12,7 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use crate::postgres_schema::SECRET;
+use crate::registry::{Running, eventually, run_change_stream};
 use crate::support::{TestClickhouse, TestPostgres, config};
 
 pub struct World {
@@ -21,13 +21,7 @@ pub struct World {
     pub config: Config,
     pub client: Client,
     pub registry: RegistryHandle,
-    stop: watch::Sender<bool>,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
+    _stream: Running,
 }
 
 /// Event to insert: seconds ago, name, site, user, path.
@@ -65,24 +59,30 @@ impl World {
         let mut config = config(&pg, &ch);
         config.triggers.dashboard_base_url = "https://plausible.example.com".into();
         let client = pg.client().await;
-        let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
-        let registry = RegistryHandle::default();
-        let stream = ChangeStream::new(&config, pool, registry.clone()).unwrap();
-        let (stop, stop_rx) = watch::channel(false);
-        let mut loaded = registry.subscribe();
-        tokio::spawn(stream.run(stop_rx));
-        tokio::time::timeout(Duration::from_secs(10), loaded.changed())
-            .await
-            .unwrap()
-            .unwrap();
+        let stream = run_change_stream(&config).await;
         World {
             _pg: pg,
             ch,
             config,
             client,
-            registry,
-            stop,
+            registry: stream.registry.clone(),
+            _stream: stream,
         }
+    }
+
+    /// Site 1 with a `Buy` event goal and a webhook for it with a 1 s
+    /// interval.
+    pub async fn with_buy_goal() -> World {
+        let w = World::new().await;
+        w.site(1).await;
+        w.goal(1, "event_name, display_name", "'Buy', 'Buy'").await;
+        w.webhook(
+            1,
+            "event_types, goal_interval_seconds",
+            "ARRAY['goal.completed'], 1",
+        )
+        .await;
+        w
     }
 
     pub async fn site(&self, id: i64) {
@@ -137,14 +137,7 @@ impl World {
     }
 
     pub async fn until(&self, check: impl Fn(&Registry) -> bool) {
-        let mut version = self.registry.subscribe();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !check(&self.registry.read()) {
-            tokio::time::timeout_at(deadline, version.changed())
-                .await
-                .expect("registry change")
-                .unwrap();
-        }
+        eventually(&self.registry, "the registry has the rows", check).await;
     }
 
     pub async fn engine(&self) -> TriggerEngine {
@@ -190,6 +183,11 @@ impl World {
             .unwrap();
     }
 
+    /// The completions of every `goal.completed` in the outbox.
+    pub async fn completions(&self) -> u64 {
+        total(&self.outbox().await)
+    }
+
     /// Every outbox row: (webhook, type, payload, dedupe key).
     pub async fn outbox(&self) -> Vec<(i64, String, Value, String)> {
         self.client
@@ -206,6 +204,14 @@ impl World {
             })
             .collect()
     }
+}
+
+/// The completions of the `goal.completed` rows of an outbox.
+fn total(outbox: &[(i64, String, Value, String)]) -> u64 {
+    outbox
+        .iter()
+        .filter_map(|o| o.2["data"]["completions"].as_u64())
+        .sum()
 }
 
 /// Validates a payload against its JSON Schema in contracts/.
@@ -517,49 +523,35 @@ async fn goal_deliveries_have_a_leading_edge_and_then_wait_for_the_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_and_late_rows_count_every_completion_exactly_once() {
-    let w = World::new().await;
-    w.site(1).await;
-    w.goal(1, "event_name, display_name", "'Buy', 'Buy'").await;
-    w.webhook(
-        1,
-        "event_types, goal_interval_seconds",
-        "ARRAY['goal.completed'], 1",
-    )
-    .await;
+    let w = World::with_buy_goal().await;
     let buy = |user, ago| Ev {
         name: "Buy",
         ago,
         ..pv(1, user, "/")
-    };
-    let total = |outbox: &[(i64, String, Value, String)]| -> u64 {
-        outbox
-            .iter()
-            .map(|o| o.2["data"]["completions"].as_u64().unwrap())
-            .sum()
     };
 
     let mut engine = w.engine().await;
     engine.tick().await.unwrap();
     w.events(&[buy(1, 0), buy(2, 0)]).await;
     engine.tick().await.unwrap();
-    assert_eq!(total(&w.outbox().await), 2);
+    assert_eq!(w.completions().await, 2);
 
     // A restart: a new engine from the durable state, then ticks over the
     // same buckets count nothing twice.
     drop(engine);
     let mut engine = w.engine().await;
     engine.tick().await.unwrap();
-    assert_eq!(total(&w.outbox().await), 2);
+    assert_eq!(w.completions().await, 2);
     w.events(&[buy(3, 0)]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     engine.tick().await.unwrap();
-    assert_eq!(total(&w.outbox().await), 3);
+    assert_eq!(w.completions().await, 3);
 
     // Late rows: events timestamped ten minutes ago arrive now.
     w.events(&[buy(4, 600), buy(5, 600)]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     engine.tick().await.unwrap();
-    assert_eq!(total(&w.outbox().await), 5);
+    assert_eq!(w.completions().await, 5);
 
     // A forced merge changes nothing.
     let analytics = w.ch.analytics();
@@ -571,7 +563,7 @@ async fn a_restart_and_late_rows_count_every_completion_exactly_once() {
     engine.tick().await.unwrap();
     let mut engine = w.engine().await;
     engine.tick().await.unwrap();
-    assert_eq!(total(&w.outbox().await), 5);
+    assert_eq!(w.completions().await, 5);
 }
 
 /// A TCP proxy to ClickHouse that can be cut and restored.
@@ -620,15 +612,7 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_down_for_a_while_loses_no_completion() {
-    let w = World::new().await;
-    w.site(1).await;
-    w.goal(1, "event_name, display_name", "'Buy', 'Buy'").await;
-    w.webhook(
-        1,
-        "event_types, goal_interval_seconds",
-        "ARRAY['goal.completed'], 1",
-    )
-    .await;
+    let w = World::with_buy_goal().await;
 
     let target = crate::support::servers()
         .clickhouse_url
@@ -652,24 +636,18 @@ async fn clickhouse_down_for_a_while_loses_no_completion() {
         name: "Buy",
         ..pv(1, user, "/")
     };
-    let total = |outbox: Vec<(i64, String, Value, String)>| -> u64 {
-        outbox
-            .iter()
-            .map(|o| o.2["data"]["completions"].as_u64().unwrap())
-            .sum()
-    };
     let wait_for_total = |expected: u64| {
         let w = &w;
         async move {
             for _ in 0..100 {
-                if total(w.outbox().await) == expected {
+                if w.completions().await == expected {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             panic!(
                 "completions never reached {expected}: {}",
-                total(w.outbox().await)
+                w.completions().await
             );
         }
     };
@@ -682,11 +660,7 @@ async fn clickhouse_down_for_a_while_loses_no_completion() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     w.events(&[buy(2), buy(3)]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        total(w.outbox().await),
-        1,
-        "nothing while ClickHouse is away"
-    );
+    assert_eq!(w.completions().await, 1, "nothing while ClickHouse is away");
     assert!(!running.is_finished(), "the engine keeps running");
 
     proxy.set_up(true);
