@@ -1,6 +1,8 @@
 //! Delivery: sending what the triggers put in the outbox.
 //!
-//! So far only the SSRF policy (`ssrf`) exists; the registry uses it to
-//! refuse webhook URLs whose host is a non-public IP literal.
+//! So far: the SSRF policy (`ssrf`), which the registry uses to refuse
+//! webhook URLs whose host is a non-public IP literal, and Standard Webhooks
+//! signing (`signing`).
 
+pub mod signing;
 pub mod ssrf;

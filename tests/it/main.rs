@@ -9,4 +9,5 @@ mod daemon;
 mod docs;
 mod postgres_schema;
 mod registry;
+mod signing;
 mod triggers;
