@@ -2,7 +2,8 @@
 //!
 //! So far: the SSRF policy (`ssrf`), which the registry uses to refuse
 //! webhook URLs whose host is a non-public IP literal, and Standard Webhooks
-//! signing (`signing`).
+//! signing (`signing`), and the retry policy (`retry`).
 
+pub mod retry;
 pub mod signing;
 pub mod ssrf;
