@@ -86,6 +86,8 @@ pub struct DeliveryConfig {
     pub allow_http: bool,
     pub allowed_cidrs: Vec<String>,
     pub allowed_hosts: Vec<String>,
+    pub use_system_roots: bool,
+    pub ca_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -496,6 +498,14 @@ impl Config {
                 "delivery.allowed_hosts",
                 &|| format!("{host:?} is not a host name"),
             );
+        }
+
+        for file in &d.ca_files {
+            if let Err(e) = std::fs::metadata(file) {
+                check(false, "delivery.ca_files", &|| {
+                    format!("cannot read {}: {e}", file.display())
+                });
+            }
         }
 
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {

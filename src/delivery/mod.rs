@@ -4,6 +4,7 @@
 //! webhook URLs whose host is a non-public IP literal, and Standard Webhooks
 //! signing (`signing`), and the retry policy (`retry`).
 
+pub mod client;
 pub mod retry;
 pub mod signing;
 pub mod ssrf;
