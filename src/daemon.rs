@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use crate::analytics::{Analytics, AnalyticsError};
 use crate::changes::ChangeStream;
 use crate::config::Config;
+use crate::delivery::schedule::{DeliveryError, Scheduler};
 use crate::http::{AdminServer, HttpError};
 use crate::registry::RegistryHandle;
 use crate::store::{self, StoreError};
@@ -22,6 +23,8 @@ pub enum DaemonError {
     Analytics(#[from] AnalyticsError),
     #[error(transparent)]
     Http(#[from] HttpError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
 }
 
 /// Runs the daemon until `shutdown` resolves.
@@ -60,6 +63,7 @@ pub async fn run(
             // The triggers start once the registry holds the webhooks.
             let triggers =
                 TriggerEngine::new(&config, pool.clone(), analytics.clone(), registry.clone());
+            let scheduler = Scheduler::new(&config, pool.clone(), registry.clone())?;
             let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let start = tokio::select! {
@@ -67,7 +71,7 @@ pub async fn run(
                     _ = stop.wait_for(|stop| *stop) => false,
                 };
                 if start {
-                    triggers.run(stop).await;
+                    tokio::join!(triggers.run(stop.clone()), scheduler.run(stop));
                 }
             }));
             metrics::gauge!("plausible_webhooks_up").set(1.0);

@@ -111,6 +111,10 @@ fn describe_metrics() {
         "plausible_webhooks_trigger_events_total",
         "Events the triggers put in the outbox, by type."
     );
+    metrics::describe_counter!(
+        "plausible_webhooks_deliveries_total",
+        "Delivery attempts by result (succeeded, retry, failed, gone)."
+    );
     metrics::gauge!("plausible_webhooks_build_info", "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
 }

@@ -14,12 +14,12 @@ use crate::store::StoreError;
 const QUEUE: usize = 100_000;
 
 #[derive(Debug, Clone)]
-pub(super) struct Notification {
+pub(crate) struct Notification {
     pub channel: String,
     pub payload: String,
 }
 
-pub(super) struct Listener {
+pub(crate) struct Listener {
     /// Closes when the connection does.
     pub notifications: mpsc::Receiver<Notification>,
     overflow: Arc<AtomicBool>,

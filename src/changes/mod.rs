@@ -10,7 +10,7 @@
 //! reconciliation re-reads everything as a safety net and counts the drift
 //! it had to fix.
 
-mod listener;
+pub(crate) mod listener;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};

@@ -6,5 +6,6 @@
 
 pub mod client;
 pub mod retry;
+pub mod schedule;
 pub mod signing;
 pub mod ssrf;

@@ -5,6 +5,7 @@
 //! `webhook_delivery_attempts`, `webhook_cursors`) and only reads
 //! Plausible's `sites` and `goals`.
 
+pub mod deliveries;
 pub mod goals;
 mod migrations;
 pub mod triggers;

@@ -6,6 +6,7 @@ mod support;
 mod clickhouse_migrations;
 mod config;
 mod daemon;
+mod delivery;
 mod delivery_client;
 mod docs;
 mod postgres_schema;

@@ -1,0 +1,399 @@
+//! The delivery scheduler: sends what the outbox holds.
+//!
+//! It leases due deliveries from Postgres (`FOR UPDATE SKIP LOCKED`, so a
+//! second daemon or a restarted one never takes a delivery in flight), sends
+//! each with bounded concurrency (globally and per endpoint), and hands the
+//! outcomes to one writer task that records them in batches: the delivery's
+//! new state, the attempt, endpoint health, and webhooks to disable. A
+//! delivery is recorded only after its attempt, so a crash at any point
+//! loses nothing: the lease expires and the delivery is sent again, with the
+//! same `webhook-id`. New and replayed deliveries wake it through NOTIFY on
+//! `webhook_deliveries_changed`; otherwise it sleeps until the next one is
+//! due.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+
+use super::client::{DeliveryClient, ErrorKind};
+use super::retry::{Failure, RetryPolicy, parse_retry_after};
+use super::signing::sign;
+use crate::changes::listener::Listener;
+use crate::config::{Config, DeliveryConfig};
+use crate::registry::RegistryHandle;
+use crate::store::deliveries::{self, Attempt, Claimed, Outcome};
+use crate::store::{self, StoreError};
+
+/// The NOTIFY channel of new and replayed deliveries.
+const CHANNEL: &str = "webhook_deliveries_changed";
+/// Deliveries leased per query at most.
+const CLAIM_BATCH: usize = 500;
+/// Outcomes written per transaction at most.
+const WRITE_BATCH: usize = 1000;
+/// The longest sleep without looking at the outbox.
+const MAX_IDLE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Client(#[from] super::client::ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Scheduler {
+    pool: Pool,
+    pg: tokio_postgres::Config,
+    registry: RegistryHandle,
+    client: DeliveryClient,
+    retry: RetryPolicy,
+    config: DeliveryConfig,
+}
+
+impl Scheduler {
+    pub fn new(
+        config: &Config,
+        pool: Pool,
+        registry: RegistryHandle,
+    ) -> Result<Scheduler, DeliveryError> {
+        let mut pg = store::pg_config(&config.postgres)?;
+        pg.application_name("plausible-webhooks delivery");
+        Ok(Scheduler {
+            pool,
+            pg,
+            registry,
+            client: DeliveryClient::new(&config.delivery)?,
+            retry: RetryPolicy::new(&config.delivery.retry_schedule_secs),
+            config: config.delivery.clone(),
+        })
+    }
+
+    /// Sends deliveries until `shutdown` is true, then lets the attempts in
+    /// flight finish and records them.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let (outcomes, outcomes_rx) = mpsc::channel::<Outcome>(this.config.max_in_flight * 2);
+        let writer = tokio::spawn(write_outcomes(
+            this.pool.clone(),
+            outcomes_rx,
+            this.config.disable_endpoint_after_secs as f64,
+        ));
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(this.pg.clone(), wake.clone(), shutdown.clone()));
+        let global = Arc::new(Semaphore::new(this.config.max_in_flight));
+        let endpoints: Arc<Mutex<HashMap<String, Arc<Semaphore>>>> = Arc::default();
+        // Twice the total timeout: a live worker always finishes first.
+        let lease_secs = (this.config.request_timeout_secs * 2 + 5) as f64;
+        let mut failing = false;
+
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let free = global.available_permits().min(CLAIM_BATCH);
+            let claimed = if free > 0 {
+                match deliveries::claim(&this.pool, free as i64, lease_secs).await {
+                    Ok(claimed) => {
+                        if failing {
+                            tracing::info!("delivery scheduler reaches postgres again");
+                            failing = false;
+                        }
+                        claimed
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "cannot lease deliveries; retrying");
+                            failing = true;
+                        }
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.wait_for(|stop| *stop) => break,
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let full_batch = free > 0 && claimed.len() == free;
+            for delivery in claimed {
+                let Ok(permit) = global.clone().acquire_owned().await else {
+                    break;
+                };
+                let this = this.clone();
+                let outcomes = outcomes.clone();
+                let endpoints = endpoints.clone();
+                tokio::spawn(async move {
+                    let outcome = this.attempt(delivery, &endpoints).await;
+                    let _ = outcomes.send(outcome).await;
+                    drop(permit);
+                });
+            }
+            if full_batch {
+                continue;
+            }
+            let idle = if global.available_permits() == 0 {
+                Duration::from_millis(50)
+            } else {
+                match deliveries::next_due(&this.pool).await {
+                    Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+                    Ok(None) | Err(_) => MAX_IDLE,
+                }
+            };
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(idle.clamp(Duration::from_millis(10), MAX_IDLE)) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+
+        // Let the attempts in flight finish (each is bounded by the total
+        // timeout), then let the writer record them.
+        let _ = global.acquire_many(this.config.max_in_flight as u32).await;
+        drop(outcomes);
+        let _ = writer.await;
+        listener.abort();
+    }
+
+    /// One attempt of one delivery, as an outcome to record.
+    async fn attempt(
+        &self,
+        delivery: Claimed,
+        endpoints: &Mutex<HashMap<String, Arc<Semaphore>>>,
+    ) -> Outcome {
+        let now = Utc::now();
+        let number = delivery.attempts + 1;
+        let mut outcome = Outcome {
+            id: delivery.id.clone(),
+            webhook_id: delivery.webhook_id,
+            status: "failed",
+            attempts: delivery.attempts,
+            next_attempt_at: None,
+            attempted_at: now,
+            status_code: None,
+            error: None,
+            delivered_at: None,
+            attempt: None,
+            disable: None,
+        };
+        let Some(webhook) = self.registry.webhook(delivery.webhook_id) else {
+            outcome.error = Some(
+                "the webhook is disabled, deleted or invalid; replay the delivery once it is active"
+                    .into(),
+            );
+            return outcome;
+        };
+        let Some(headers) = sign(
+            &delivery.id,
+            now,
+            delivery.payload.as_bytes(),
+            &webhook.secrets,
+        ) else {
+            outcome.error = Some("the webhook has no active signing secret".into());
+            return outcome;
+        };
+        let endpoint = format!(
+            "{}:{}",
+            webhook.url.host_str().unwrap_or(""),
+            webhook.url.port_or_known_default().unwrap_or(0)
+        );
+        let limit = {
+            let mut map = endpoints.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(endpoint)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_in_flight_per_endpoint)))
+                .clone()
+        };
+        let _endpoint_permit = limit.acquire_owned().await;
+
+        let result = self
+            .client
+            .post(&webhook.url, &headers, Bytes::from(delivery.payload))
+            .await;
+        outcome.attempts = number;
+        let (failure, retry_after, attempt) = match result {
+            Ok(response) => {
+                let code = i32::from(response.status);
+                outcome.status_code = Some(code);
+                let attempt = Attempt {
+                    number,
+                    started_at: now,
+                    duration_ms: millis(response.duration),
+                    status_code: Some(code),
+                    error_kind: None,
+                    error: None,
+                    snippet: Some(response.snippet.clone()),
+                };
+                match response.status {
+                    200..=299 => {
+                        outcome.status = "succeeded";
+                        outcome.delivered_at = Some(Utc::now());
+                        outcome.attempt = Some(attempt);
+                        metrics::counter!("plausible_webhooks_deliveries_total", "result" => "succeeded").increment(1);
+                        return outcome;
+                    }
+                    410 => {
+                        outcome.error = Some("the endpoint answered 410 Gone".into());
+                        outcome.disable = Some(
+                            "the endpoint answered 410 Gone, asking not to be called again".into(),
+                        );
+                        outcome.attempt = Some(Attempt {
+                            error_kind: Some("gone"),
+                            error: outcome.error.clone(),
+                            ..attempt
+                        });
+                        metrics::counter!("plausible_webhooks_deliveries_total", "result" => "gone").increment(1);
+                        return outcome;
+                    }
+                    status => {
+                        let (kind, message) = match status {
+                            300..=399 => (
+                                "redirect",
+                                format!("HTTP {status}: redirects are not followed"),
+                            ),
+                            429 => ("rate_limited", format!("HTTP {status}")),
+                            _ => ("status", format!("HTTP {status}")),
+                        };
+                        outcome.error = Some(message.clone());
+                        let failure = if status == 429 {
+                            Failure::TooManyRequests
+                        } else {
+                            Failure::Other
+                        };
+                        let retry_after = response
+                            .retry_after
+                            .as_deref()
+                            .and_then(|v| parse_retry_after(v, Utc::now()));
+                        (
+                            failure,
+                            retry_after,
+                            Attempt {
+                                error_kind: Some(kind),
+                                error: Some(message),
+                                ..attempt
+                            },
+                        )
+                    }
+                }
+            }
+            Err(e) => {
+                outcome.error = Some(e.message.clone());
+                let failure = if e.kind == ErrorKind::Timeout {
+                    Failure::Timeout
+                } else {
+                    Failure::Other
+                };
+                (
+                    failure,
+                    None,
+                    Attempt {
+                        number,
+                        started_at: now,
+                        duration_ms: millis(e.duration),
+                        status_code: None,
+                        error_kind: Some(e.kind.as_str()),
+                        error: Some(e.message),
+                        snippet: None,
+                    },
+                )
+            }
+        };
+        outcome.attempt = Some(attempt);
+        let jitter = jitter(&delivery.id, number);
+        match self
+            .retry
+            .next_wait(number as u32, failure, retry_after, jitter)
+        {
+            Some(wait) => {
+                outcome.status = "pending";
+                outcome.next_attempt_at =
+                    Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                metrics::counter!("plausible_webhooks_deliveries_total", "result" => "retry")
+                    .increment(1);
+            }
+            None => {
+                metrics::counter!("plausible_webhooks_deliveries_total", "result" => "failed")
+                    .increment(1);
+            }
+        }
+        outcome
+    }
+}
+
+/// Records outcomes in batches until every sender is gone.
+async fn write_outcomes(pool: Pool, mut outcomes: mpsc::Receiver<Outcome>, dead_after_secs: f64) {
+    while let Some(first) = outcomes.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH {
+            match outcomes.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match deliveries::record(&pool, &batch, dead_after_secs).await {
+                Ok(disabled) => {
+                    for webhook_id in disabled {
+                        tracing::warn!(webhook_id, "webhook disabled");
+                    }
+                    break;
+                }
+                // Nothing is lost while Postgres is away: the outcomes wait
+                // here (and if the process dies, the leases expire and the
+                // deliveries are sent again).
+                Err(e) => {
+                    tracing::warn!(error = %e, count = batch.len(), retry_in = ?delay, "cannot record delivery outcomes");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+/// Wakes the scheduler on every notification, reconnecting as needed.
+async fn listen(
+    pg: tokio_postgres::Config,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match Listener::connect(&pg, &[CHANNEL]).await {
+            Ok(mut listener) => {
+                wake.notify_one();
+                loop {
+                    tokio::select! {
+                        n = listener.notifications.recv() => match n {
+                            Some(_) => wake.notify_one(),
+                            None => break,
+                        },
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "delivery wake-up connection failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+fn millis(d: Duration) -> i32 {
+    d.as_millis().min(i32::MAX as u128) as i32
+}
+
+/// A number in [0, 1), different for each attempt of each delivery.
+fn jitter(id: &str, attempt: i32) -> f64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    id.hash(&mut hasher);
+    attempt.hash(&mut hasher);
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}

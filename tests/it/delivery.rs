@@ -1,0 +1,286 @@
+//! The delivery scheduler end to end: outbox rows in Postgres, real
+//! receivers on 127.0.0.1, retries, 410, Retry-After, expired leases and
+//! endpoint disabling.
+
+use std::time::Duration;
+
+use plausible_webhooks::config::Config;
+use plausible_webhooks::delivery::schedule::Scheduler;
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use crate::postgres_schema::SECRET;
+use crate::registry::{Running, eventually, run_change_stream};
+use crate::support::receiver::Receiver;
+use crate::support::{TestPostgres, config_pg};
+
+struct Setup {
+    _db: TestPostgres,
+    client: Client,
+    stream: Running,
+    receiver: Receiver,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn test_config(db: &TestPostgres) -> Config {
+    let mut config = config_pg(db);
+    config.delivery.allow_http = true;
+    config.delivery.allowed_cidrs = vec!["127.0.0.0/8".into()];
+    config.delivery.request_timeout_secs = 2;
+    config.delivery.connect_timeout_secs = 1;
+    config.delivery.retry_schedule_secs = vec![1, 1];
+    config.delivery.disable_endpoint_after_secs = 3600;
+    config
+}
+
+async fn setup() -> Setup {
+    let db = TestPostgres::migrated().await;
+    let config = test_config(&db);
+    let client = db.client().await;
+    client
+        .batch_execute("INSERT INTO sites (id, domain) VALUES (1, 'one.example.com')")
+        .await
+        .unwrap();
+    let stream = run_change_stream(&config).await;
+    let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
+    let scheduler = Scheduler::new(&config, pool, stream.registry.clone()).unwrap();
+    let (stop, stop_rx) = watch::channel(false);
+    tokio::spawn(scheduler.run(stop_rx));
+    Setup {
+        _db: db,
+        client,
+        stream,
+        receiver: Receiver::start().await,
+        stop,
+    }
+}
+
+impl Setup {
+    /// A webhook pointing at the receiver's `path`; waits until active.
+    async fn webhook(&self, path: &str) -> i64 {
+        let id: i64 = self
+            .client
+            .query_one(
+                "INSERT INTO webhooks (site_id, url, secret, event_types, spike_threshold) VALUES (1, $1, $2, ARRAY['traffic.spike'], 10) RETURNING id",
+                &[&self.receiver.url(path).as_str(), &SECRET],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        eventually(&self.stream.registry, "the webhook is active", |r| {
+            r.webhook(id).is_some()
+        })
+        .await;
+        id
+    }
+
+    async fn enqueue(&self, webhook: i64, extra: &str) -> String {
+        self.client
+            .query_one(
+                &format!("INSERT INTO webhook_deliveries (webhook_id, event_type, payload{}) VALUES ($1, 'webhook.test', '{{\"type\": \"webhook.test\"}}'{}) RETURNING id",
+                    if extra.is_empty() { "" } else { ", leased_until" },
+                    if extra.is_empty() { String::new() } else { format!(", {extra}") }),
+                &[&webhook],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Waits until the delivery's status is `status`; returns its attempts.
+    async fn until_status(&self, id: &str, status: &str) -> i32 {
+        for _ in 0..200 {
+            let row = self
+                .client
+                .query_one(
+                    "SELECT status, attempts FROM webhook_deliveries WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            if row.get::<_, String>(0) == status {
+                return row.get(1);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("delivery {id} never became {status}");
+    }
+
+    async fn attempts(&self, id: &str) -> Vec<(i32, Option<i32>, Option<String>)> {
+        self.client
+            .query(
+                "SELECT attempt, status_code, error_kind FROM webhook_delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_arrives_signed_and_is_logged() {
+    let s = setup().await;
+    let webhook = s.webhook("/ok").await;
+    let id = s.enqueue(webhook, "").await;
+    assert_eq!(s.until_status(&id, "succeeded").await, 1);
+    let got = s.receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].headers["webhook-id"], id);
+    assert_eq!(got[0].body, br#"{"type": "webhook.test"}"#);
+    assert_eq!(s.attempts(&id).await, vec![(1, Some(200), None)]);
+    let row = s
+        .client
+        .query_one("SELECT delivered_at IS NOT NULL, last_status_code, leased_until IS NULL FROM webhook_deliveries WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, Option<i32>>(1), Some(200));
+    assert!(row.get::<_, bool>(2), "the lease is released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_endpoint_is_retried_on_schedule_then_failed() {
+    let s = setup().await;
+    let webhook = s.webhook("/status/500").await;
+    let id = s.enqueue(webhook, "").await;
+    // One attempt and the two retries of the schedule.
+    assert_eq!(s.until_status(&id, "failed").await, 3);
+    assert_eq!(
+        s.attempts(&id).await,
+        vec![
+            (1, Some(500), Some("status".into())),
+            (2, Some(500), Some("status".into())),
+            (3, Some(500), Some("status".into())),
+        ]
+    );
+    let ids: Vec<String> = s
+        .receiver
+        .received()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![id.clone(), id.clone(), id.clone()],
+        "one id across retries"
+    );
+
+    // A replay by the web app: back to pending, sent again promptly.
+    s.client
+        .execute("UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now() WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(s.until_status(&id, "failed").await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_disables_the_webhook_and_retry_after_is_honoured() {
+    let s = setup().await;
+    let gone = s.webhook("/status/410").await;
+    let id = s.enqueue(gone, "").await;
+    s.until_status(&id, "failed").await;
+    let row = s
+        .client
+        .query_one(
+            "SELECT enabled, disabled_reason FROM webhooks WHERE id = $1",
+            &[&gone],
+        )
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+    assert!(row.get::<_, String>(1).contains("410"));
+    assert_eq!(
+        s.attempts(&id).await,
+        vec![(1, Some(410), Some("gone".into()))]
+    );
+
+    let slow = s.webhook("/retry-after").await;
+    let id = s.enqueue(slow, "").await;
+    for _ in 0..100 {
+        if !s.attempts(&id).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let wait: f64 = s
+        .client
+        .query_one(
+            "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM webhook_deliveries WHERE id = $1 AND status = 'pending'",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        (100.0..=121.0).contains(&wait),
+        "Retry-After: 120 honoured, got {wait}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_leased_by_a_dead_worker_is_sent_when_the_lease_expires() {
+    let s = setup().await;
+    let webhook = s.webhook("/ok").await;
+    // As a crashed worker would leave it: leased, never recorded.
+    let id = s.enqueue(webhook, "now() + interval '1 second'").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.receiver.received().is_empty(),
+        "not while the lease holds"
+    );
+    assert_eq!(s.until_status(&id, "succeeded").await, 1);
+    assert_eq!(s.receiver.received()[0].headers["webhook-id"], id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_the_configured_period_is_disabled() {
+    let s = setup().await;
+    let webhook = s.webhook("/status/503").await;
+    // Failing since two hours, longer than the configured hour.
+    s.client
+        .execute(
+            "INSERT INTO webhook_endpoint_health (webhook_id, failing_since) VALUES ($1, now() - interval '2 hours')",
+            &[&webhook],
+        )
+        .await
+        .unwrap();
+    let id = s.enqueue(webhook, "").await;
+    for _ in 0..100 {
+        let enabled: bool = s
+            .client
+            .query_one("SELECT enabled FROM webhooks WHERE id = $1", &[&webhook])
+            .await
+            .unwrap()
+            .get(0);
+        if !enabled {
+            let reason: String = s
+                .client
+                .query_one(
+                    "SELECT disabled_reason FROM webhooks WHERE id = $1",
+                    &[&webhook],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(
+                reason.contains("1 hours") || reason.contains("failed for"),
+                "{reason}"
+            );
+            // Its pending delivery is given up once the registry drops it.
+            s.until_status(&id, "failed").await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the webhook was not disabled");
+}
