@@ -1,11 +1,19 @@
-//! The traffic half of `scripts/demo`: creates a site with two goals and a
-//! webhook in Postgres, sends Plausible-like events into ClickHouse (with a
-//! spike of visitors), and prints each event the daemon puts in the outbox
-//! as it arrives. Reads the daemon's own environment variables for the two
-//! databases; runs until Ctrl-C, or for DEMO_SECONDS.
+//! The traffic half of `scripts/demo`: starts a webhook receiver on
+//! 127.0.0.1 that checks signatures, creates a site with two goals and a
+//! webhook pointing at it, sends Plausible-like events into ClickHouse (with
+//! a spike of visitors), and prints each webhook as it arrives. Reads the
+//! daemon's own environment variables for the two databases; runs until
+//! Ctrl-C, or for DEMO_SECONDS.
 
-use std::collections::HashSet;
+#[path = "../tests/it/support/receiver.rs"]
+mod receiver;
+
 use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use chrono::DateTime;
+use plausible_webhooks::delivery::signing::sign;
+use plausible_webhooks::registry::model::SigningSecret;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -38,21 +46,26 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(u64::MAX);
 
+    let receiver = receiver::Receiver::start().await;
+    let hook = receiver.url("/plausible");
     db.batch_execute(&format!(
         "INSERT INTO sites (id, domain) VALUES (1, 'demo.example.com') ON CONFLICT DO NOTHING;
          INSERT INTO goals (site_id, event_name, display_name) VALUES (1, 'Signup', 'Signup');
          INSERT INTO goals (site_id, page_path, display_name) VALUES (1, '/blog/**', 'Visit /blog/**');
          INSERT INTO webhooks (site_id, url, secret, event_types, spike_threshold, goal_interval_seconds, description)
-         VALUES (1, 'https://hooks.example.com/plausible', '{SECRET}',
-                 ARRAY['traffic.spike', 'goal.completed'], 8, 10, 'demo');"
+         VALUES (1, '{hook}', '{SECRET}', ARRAY['traffic.spike', 'goal.completed'], 8, 10, 'demo');"
     ))
     .await?;
+    println!("demo: receiver listening at {hook}");
     println!(
         "demo: site demo.example.com, goals Signup and /blog/**, a webhook for spikes (8 visitors in 5 minutes) and goals (at most one delivery per goal every 10 s)"
     );
+    let key =
+        base64::engine::general_purpose::STANDARD.decode(SECRET.trim_start_matches("whsec_"))?;
+    let secret = SigningSecret::new(key, None);
 
     let started = Instant::now();
-    let mut seen = HashSet::new();
+    let mut printed = 0;
     let mut user = 1_000u64;
     let mut second = 0u64;
     while started.elapsed() < Duration::from_secs(seconds) {
@@ -88,27 +101,32 @@ async fn main() -> anyhow::Result<()> {
         }
         insert.end().await?;
 
-        for row in db
-            .query(
-                "SELECT id, event_type, payload::text FROM webhook_deliveries ORDER BY inserted_at, id",
-                &[],
-            )
-            .await?
-        {
-            let id: String = row.get(0);
-            if seen.insert(id.clone()) {
-                let kind: String = row.get(1);
-                let payload: serde_json::Value = serde_json::from_str(row.get::<_, &str>(2))?;
-                println!(
-                    "\n[{:>3} s] {kind} queued as {id}\n{}",
-                    started.elapsed().as_secs(),
-                    serde_json::to_string_pretty(&payload["data"])?
-                );
-            }
+        let arrived = receiver.received();
+        for request in &arrived[printed..] {
+            let h = &request.headers;
+            let at = h
+                .get("webhook-timestamp")
+                .and_then(|t| t.parse::<i64>().ok())
+                .and_then(|t| DateTime::from_timestamp(t, 0));
+            let valid = match (h.get("webhook-id"), at, h.get("webhook-signature")) {
+                (Some(id), Some(at), Some(signature)) => sign(id, at, &request.body, [&secret])
+                    .is_some_and(|expected| signature.split(' ').any(|s| s == expected.signature)),
+                _ => false,
+            };
+            let payload: serde_json::Value = serde_json::from_slice(&request.body)?;
+            println!(
+                "\n[{:>3} s] received {} {} (signature {})\n{}",
+                started.elapsed().as_secs(),
+                payload["type"].as_str().unwrap_or("?"),
+                h.get("webhook-id").map_or("", String::as_str),
+                if valid { "valid" } else { "INVALID" },
+                serde_json::to_string_pretty(&payload["data"])?
+            );
         }
+        printed = arrived.len();
         second += 1;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    println!("\ndemo: {} deliveries queued", seen.len());
+    println!("\ndemo: {printed} webhooks received");
     Ok(())
 }
