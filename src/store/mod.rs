@@ -33,9 +33,9 @@ pub enum StoreError {
     Pool(#[from] deadpool_postgres::BuildError),
     #[error("cannot get a Postgres connection: {0}")]
     Checkout(#[from] deadpool_postgres::PoolError),
-    #[error("cannot connect to Postgres: {0}")]
+    #[error("cannot connect to Postgres: {}", detail(.0))]
     Connect(#[source] tokio_postgres::Error),
-    #[error("Postgres query failed: {0}")]
+    #[error("Postgres query failed: {}", detail(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("Postgres migration failed: {0}")]
     Migrate(#[source] refinery::Error),
@@ -51,6 +51,15 @@ pub enum StoreError {
         "the Postgres schema is at version {found}, newer than this build knows ({expected}): upgrade the daemon"
     )]
     SchemaAhead { found: i32, expected: i32 },
+}
+
+/// The server's message for a database error (tokio-postgres shows only
+/// "db error"), else the error itself.
+fn detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 /// Builds the connection pool. Connections are opened lazily; call

@@ -189,3 +189,112 @@ async fn run_waits_for_an_unreachable_database_and_still_stops_cleanly() {
     wait_for_message(&logs, "stopped");
     assert!(wait_exit(&mut daemon, Duration::from_secs(10)).success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_mid_delivery_every_delivery_still_arrives_with_its_id() {
+    let pg = TestPostgres::with_plausible().await;
+    let ch = TestClickhouse::new().await;
+    let mut env = config_env(&config(&pg, &ch));
+    env.extend([
+        (
+            "PLAUSIBLE_WEBHOOKS_DELIVERY__ALLOW_HTTP".to_string(),
+            "true".to_string(),
+        ),
+        (
+            "PLAUSIBLE_WEBHOOKS_DELIVERY__ALLOWED_CIDRS".to_string(),
+            "[\"127.0.0.0/8\"]".to_string(),
+        ),
+        (
+            "PLAUSIBLE_WEBHOOKS_DELIVERY__REQUEST_TIMEOUT_SECS".to_string(),
+            "2".to_string(),
+        ),
+        (
+            "PLAUSIBLE_WEBHOOKS_DELIVERY__CONNECT_TIMEOUT_SECS".to_string(),
+            "1".to_string(),
+        ),
+    ]);
+    let mut migrate = spawn("migrate", &env);
+    assert!(wait_exit(&mut migrate, Duration::from_secs(60)).success());
+
+    let receiver = crate::support::receiver::Receiver::start().await;
+    let client = pg.client().await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO sites (id, domain) VALUES (1, 'one.example.com');
+             INSERT INTO webhooks (id, site_id, url, secret, event_types, spike_threshold)
+               VALUES (1, 1, '{}', '{}', ARRAY['traffic.spike'], 10);
+             INSERT INTO webhook_deliveries (webhook_id, event_type, payload)
+               SELECT 1, 'webhook.test', json_build_object('type', 'webhook.test', 'n', i)
+               FROM generate_series(1, 20) i;",
+            receiver.url("/delay"),
+            crate::postgres_schema::SECRET
+        ))
+        .await
+        .unwrap();
+    let ids: std::collections::BTreeSet<String> = client
+        .query("SELECT id FROM webhook_deliveries", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    // Kill the daemon while requests are in flight.
+    let mut daemon = spawn("run", &env);
+    let _logs = log_lines(&mut daemon);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.received().is_empty() {
+        assert!(Instant::now() < deadline, "nothing was sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&daemon, "KILL");
+    let _ = wait_exit(&mut daemon, Duration::from_secs(10));
+    let succeeded_before: i64 = client
+        .query_one(
+            "SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(succeeded_before < 20, "the kill came mid-delivery");
+
+    // Restarted, it sends the rest, and again what was in flight.
+    let mut daemon = spawn("run", &env);
+    let _logs = log_lines(&mut daemon);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done: i64 = client
+            .query_one(
+                "SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done == 20 {
+            break;
+        }
+        if Instant::now() > deadline {
+            let rows: Vec<String> = client
+                .query("SELECT status || ' ' || attempts || ' ' || coalesce(leased_until::text, '-') || ' ' || coalesce(last_error, '-') || ' next ' || next_attempt_at::text FROM webhook_deliveries", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let logs: Vec<serde_json::Value> = _logs.try_iter().collect();
+            panic!("only {done} of 20 delivered: {rows:#?}\n{logs:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+
+    let received: std::collections::BTreeSet<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(received, ids, "every delivery arrived, and no id is new");
+}

@@ -1,6 +1,7 @@
 //! A webhook receiver on 127.0.0.1 that misbehaves on purpose, chosen by
 //! the request path: `/ok`, `/status/<code>`, `/redirect`, `/retry-after`
-//! (429 with `Retry-After: 120`), `/timeout` (never answers), `/huge`
+//! (429 with `Retry-After: 120`), `/delay` (answers 200 after 0.8 s),
+//! `/timeout` (never answers), `/huge`
 //! (a 10 MB body), `/slow-body` (a body that trickles), `/reset` (closes the
 //! connection without answering). Plain HTTP/1.1 over TCP, written by hand
 //! so that it can break the protocol in ways a server library would not.
@@ -68,6 +69,12 @@ async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io
                 #[allow(deprecated)]
                 let _ = stream.set_linger(Some(Duration::ZERO));
                 return Ok(());
+            }
+            "/delay" => {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await?;
             }
             "/timeout" => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
