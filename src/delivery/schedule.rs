@@ -87,7 +87,7 @@ impl Scheduler {
         let wake = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(this.pg.clone(), wake.clone(), shutdown.clone()));
         let global = Arc::new(Semaphore::new(this.config.max_in_flight));
-        let endpoints: Arc<Mutex<HashMap<String, Arc<Semaphore>>>> = Arc::default();
+        let endpoints: Arc<Mutex<HashMap<i64, Arc<Semaphore>>>> = Arc::default();
         // Twice the total timeout: a live worker always finishes first.
         let lease_secs = (this.config.request_timeout_secs * 2 + 5) as f64;
         let mut failing = false;
@@ -165,7 +165,7 @@ impl Scheduler {
     async fn attempt(
         &self,
         delivery: Claimed,
-        endpoints: &Mutex<HashMap<String, Arc<Semaphore>>>,
+        endpoints: &Mutex<HashMap<i64, Arc<Semaphore>>>,
     ) -> Outcome {
         let now = Utc::now();
         let number = delivery.attempts + 1;
@@ -198,11 +198,9 @@ impl Scheduler {
             outcome.error = Some("the webhook has no active signing secret".into());
             return outcome;
         };
-        let endpoint = format!(
-            "{}:{}",
-            webhook.url.host_str().unwrap_or(""),
-            webhook.url.port_or_known_default().unwrap_or(0)
-        );
+        // An endpoint is a webhook: each gets its own share of connections,
+        // however many webhooks point at the same host.
+        let endpoint = webhook.id;
         let limit = {
             let mut map = endpoints.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(endpoint)

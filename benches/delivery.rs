@@ -1,0 +1,259 @@
+//! Delivery benchmark on real PostgreSQL (the test harness's server) and a
+//! receiver on 127.0.0.1: how fast a backlog of 100,000 deliveries drains
+//! to 1, 100 and 1,000 webhooks, with every state change in Postgres; and
+//! the latency from a delivery row's commit to its receipt when the queue
+//! is idle.
+//!
+//! Run with `cargo bench --bench delivery`. BENCH_BACKLOG (default 100000)
+//! sets the backlog.
+
+#[path = "../tests/it/support/servers.rs"]
+#[allow(dead_code)]
+mod servers;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use plausible_webhooks::changes::ChangeStream;
+use plausible_webhooks::config::{Config, PostgresUrl};
+use plausible_webhooks::delivery::schedule::Scheduler;
+use plausible_webhooks::registry::RegistryHandle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+const FIXTURE: &str = include_str!("../tests/fixtures/postgres/plausible.sql");
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("delivery bench: skipped (run with cargo bench --bench delivery)");
+        return;
+    }
+    let backlog: i64 = std::env::var("BENCH_BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let receiver = Receiver::start().await;
+        for webhooks in [1, 100, 1000] {
+            drain(&receiver, webhooks, backlog).await;
+        }
+        latency(&receiver).await;
+    });
+}
+
+/// A lean HTTP/1.1 keep-alive receiver: answers 200 to everything and
+/// notes each `webhook-id` with its arrival time.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    arrivals: Arc<Mutex<Vec<(String, Instant)>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let arrivals: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+        let log = arrivals.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    let mut buf = Vec::with_capacity(8192);
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        // Requests are small and come one at a time per
+                        // connection: headers, then content-length bytes.
+                        let head_end = loop {
+                            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break at + 4;
+                            }
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        let id = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("webhook-id:"))
+                            .map(|v| v.trim().to_string())
+                            .unwrap_or_default();
+                        while buf.len() < head_end + length {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        log.lock().expect("lock").push((id, Instant::now()));
+                        buf.drain(..head_end + length);
+                        if stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Receiver { addr, arrivals }
+    }
+}
+
+async fn database(
+    name: &str,
+    receiver: &Receiver,
+    webhooks: i64,
+) -> (Config, tokio_postgres::Client) {
+    let servers = servers::servers();
+    let (admin, conn) = tokio_postgres::connect(&servers.postgres_admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("db");
+    let url = match servers.postgres_admin_url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("unexpected URL"),
+    };
+    let (mut db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    db.batch_execute(FIXTURE).await.expect("fixture");
+    plausible_webhooks::store::migrate(&mut db)
+        .await
+        .expect("migrate");
+    db.batch_execute(&format!(
+        "INSERT INTO sites (id, domain) SELECT i, 'site' || i || '.example.com' FROM generate_series(1, {webhooks}) i;
+         INSERT INTO webhooks (site_id, url, secret, event_types, spike_threshold)
+         SELECT i, 'http://{}/hook/' || i, '{SECRET}', ARRAY['traffic.spike'], 10 FROM generate_series(1, {webhooks}) i;",
+        receiver.addr
+    ))
+    .await
+    .expect("seed");
+    let mut config = Config::defaults();
+    config.postgres.url = PostgresUrl::new(url);
+    config.delivery.allow_http = true;
+    config.delivery.allowed_cidrs = vec!["127.0.0.0/8".into()];
+    (config, db)
+}
+
+async fn start(config: &Config) -> watch::Sender<bool> {
+    let pool = plausible_webhooks::store::pool(&config.postgres).expect("pool");
+    let registry = RegistryHandle::default();
+    let (stop, stop_rx) = watch::channel(false);
+    let mut loaded = registry.subscribe();
+    tokio::spawn(
+        ChangeStream::new(config, pool.clone(), registry.clone())
+            .expect("stream")
+            .run(stop_rx.clone()),
+    );
+    loaded.changed().await.expect("registry");
+    tokio::spawn(
+        Scheduler::new(config, pool, registry)
+            .expect("scheduler")
+            .run(stop_rx),
+    );
+    stop
+}
+
+async fn drain(receiver: &Receiver, webhooks: i64, backlog: i64) {
+    let (config, db) = database(&format!("bench_delivery_{webhooks}"), receiver, webhooks).await;
+    db.batch_execute(&format!(
+        "INSERT INTO webhook_deliveries (webhook_id, event_type, payload)
+         SELECT 1 + (i % {webhooks}), 'traffic.spike', json_build_object('type', 'traffic.spike', 'n', i)
+         FROM generate_series(1, {backlog}) i; ANALYZE webhook_deliveries;"
+    ))
+    .await
+    .expect("backlog");
+    receiver.arrivals.lock().expect("lock").clear();
+    let started = Instant::now();
+    let stop = start(&config).await;
+    loop {
+        let done: i64 = db
+            .query_one(
+                "SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'",
+                &[],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        if done == backlog {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            println!("delivery: gave up after 600 s with {done} of {backlog}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let elapsed = started.elapsed();
+    let received = receiver.arrivals.lock().expect("lock").len();
+    let _ = stop.send(true);
+    println!(
+        "delivery: {backlog} deliveries to {webhooks} webhooks drained in {:.1} s: {:.0} a second ({received} requests received, all state in Postgres)",
+        elapsed.as_secs_f64(),
+        backlog as f64 / elapsed.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+async fn latency(receiver: &Receiver) {
+    let (config, db) = database("bench_delivery_latency", receiver, 1).await;
+    let stop = start(&config).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let insert = db
+        .prepare("INSERT INTO webhook_deliveries (webhook_id, event_type, payload) VALUES (1, 'webhook.test', '{\"type\":\"webhook.test\"}') RETURNING id")
+        .await
+        .expect("prepare");
+    let mut samples = Vec::new();
+    for _ in 0..300 {
+        let before = receiver.arrivals.lock().expect("lock").len();
+        let id: String = db.query_one(&insert, &[]).await.expect("insert").get(0);
+        let committed = Instant::now();
+        loop {
+            let arrived = {
+                let arrivals = receiver.arrivals.lock().expect("lock");
+                arrivals[before..]
+                    .iter()
+                    .find(|(a, _)| *a == id)
+                    .map(|(_, at)| *at)
+            };
+            if let Some(at) = arrived {
+                samples.push(at.saturating_duration_since(committed));
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    samples.sort();
+    let pct =
+        |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
+    println!(
+        "delivery: commit-to-receipt latency, idle queue, {} deliveries: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        samples.len(),
+        pct(0.5).as_secs_f64() * 1000.0,
+        pct(0.99).as_secs_f64() * 1000.0,
+        samples[samples.len() - 1].as_secs_f64() * 1000.0
+    );
+}
