@@ -97,8 +97,24 @@ impl Scheduler {
                 break;
             }
             let free = global.available_permits().min(CLAIM_BATCH);
+            let per_webhook = this.config.max_in_flight_per_endpoint;
+            let busy: Vec<i64> = endpoints
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|(_, limit)| limit.available_permits() == 0)
+                .map(|(id, _)| *id)
+                .collect();
             let claimed = if free > 0 {
-                match deliveries::claim(&this.pool, free as i64, lease_secs).await {
+                match deliveries::claim(
+                    &this.pool,
+                    free as i64,
+                    lease_secs,
+                    &busy,
+                    per_webhook as i64,
+                )
+                .await
+                {
                     Ok(claimed) => {
                         if failing {
                             tracing::info!("delivery scheduler reaches postgres again");
@@ -122,18 +138,35 @@ impl Scheduler {
                 Vec::new()
             };
             let full_batch = free > 0 && claimed.len() == free;
+            let mut over = Vec::new();
             for delivery in claimed {
+                // The webhook's own limit first: a delivery beyond it goes
+                // back rather than wait holding a place others could use.
+                let limit = endpoints
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(delivery.webhook_id)
+                    .or_insert_with(|| Arc::new(Semaphore::new(per_webhook)))
+                    .clone();
+                let Ok(endpoint_permit) = limit.try_acquire_owned() else {
+                    over.push(delivery.id);
+                    continue;
+                };
                 let Ok(permit) = global.clone().acquire_owned().await else {
                     break;
                 };
                 let this = this.clone();
                 let outcomes = outcomes.clone();
-                let endpoints = endpoints.clone();
                 tokio::spawn(async move {
-                    let outcome = this.attempt(delivery, &endpoints).await;
+                    let outcome = this.attempt(delivery).await;
                     let _ = outcomes.send(outcome).await;
+                    drop(endpoint_permit);
                     drop(permit);
                 });
+            }
+            if let Err(e) = deliveries::release(&this.pool, &over).await {
+                // Their leases simply run out.
+                tracing::debug!(error = %e, "cannot give leases back");
             }
             if full_batch {
                 continue;
@@ -162,11 +195,7 @@ impl Scheduler {
     }
 
     /// One attempt of one delivery, as an outcome to record.
-    async fn attempt(
-        &self,
-        delivery: Claimed,
-        endpoints: &Mutex<HashMap<i64, Arc<Semaphore>>>,
-    ) -> Outcome {
+    async fn attempt(&self, delivery: Claimed) -> Outcome {
         let now = Utc::now();
         let number = delivery.attempts + 1;
         let mut outcome = Outcome {
@@ -198,17 +227,6 @@ impl Scheduler {
             outcome.error = Some("the webhook has no active signing secret".into());
             return outcome;
         };
-        // An endpoint is a webhook: each gets its own share of connections,
-        // however many webhooks point at the same host.
-        let endpoint = webhook.id;
-        let limit = {
-            let mut map = endpoints.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(endpoint)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_in_flight_per_endpoint)))
-                .clone()
-        };
-        let _endpoint_permit = limit.acquire_owned().await;
-
         let result = self
             .client
             .post(&webhook.url, &headers, Bytes::from(delivery.payload))

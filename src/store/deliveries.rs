@@ -17,13 +17,20 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-/// Leases up to `limit` due deliveries for `lease_secs`.
-pub async fn claim(pool: &Pool, limit: i64, lease_secs: f64) -> Result<Vec<Claimed>, StoreError> {
+/// Leases up to `limit` due deliveries for `lease_secs`: at most
+/// `per_webhook` of one webhook, none of the webhooks in `busy`.
+pub async fn claim(
+    pool: &Pool,
+    limit: i64,
+    lease_secs: f64,
+    busy: &[i64],
+    per_webhook: i64,
+) -> Result<Vec<Claimed>, StoreError> {
     let client = pool.get().await?;
     let rows = client
         .query(
             include_str!("sql/deliveries_claim.sql"),
-            &[&limit, &lease_secs],
+            &[&limit, &lease_secs, &busy, &per_webhook],
         )
         .await?;
     Ok(rows
@@ -36,6 +43,18 @@ pub async fn claim(pool: &Pool, limit: i64, lease_secs: f64) -> Result<Vec<Claim
             attempts: r.get("attempts"),
         })
         .collect())
+}
+
+/// Gives leases back (deliveries claimed beyond a webhook's free places).
+pub async fn release(pool: &Pool, ids: &[String]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let client = pool.get().await?;
+    client
+        .execute(include_str!("sql/deliveries_release.sql"), &[&ids])
+        .await?;
+    Ok(())
 }
 
 /// When the next pending delivery is due, if any.

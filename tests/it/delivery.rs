@@ -40,8 +40,13 @@ fn test_config(db: &TestPostgres) -> Config {
 }
 
 async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Setup {
     let db = TestPostgres::migrated().await;
-    let config = test_config(&db);
+    let mut config = test_config(&db);
+    tweak(&mut config);
     let client = db.client().await;
     client
         .batch_execute("INSERT INTO sites (id, domain) VALUES (1, 'one.example.com')")
@@ -283,4 +288,38 @@ async fn an_endpoint_failing_for_the_configured_period_is_disabled() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the webhook was not disabled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receivers_backlog_does_not_hold_up_the_others() {
+    let s = setup_with(|c| {
+        c.delivery.max_in_flight = 4;
+        c.delivery.max_in_flight_per_endpoint = 2;
+    })
+    .await;
+    let slow = s.webhook("/delay").await;
+    let fast = s.webhook("/ok").await;
+    // 40 deliveries to the slow one (0.8 s each, two at a time: 16 s), then
+    // five to the fast one.
+    s.client
+        .execute(
+            "INSERT INTO webhook_deliveries (webhook_id, event_type, payload) SELECT $1, 'webhook.test', '{}' FROM generate_series(1, 40)",
+            &[&slow],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(s.enqueue(fast, "").await);
+    }
+    for id in &ids {
+        s.until_status(id, "succeeded").await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the fast webhook waited {:?} behind the slow one",
+        started.elapsed()
+    );
 }
