@@ -86,8 +86,13 @@ impl Scheduler {
         ));
         let wake = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(this.pg.clone(), wake.clone(), shutdown.clone()));
+        // Requests in flight, and deliveries leased (twice as many: the
+        // rest wait for their webhook's place without taking a request's).
         let global = Arc::new(Semaphore::new(this.config.max_in_flight));
-        let endpoints: Arc<Mutex<HashMap<i64, Arc<Semaphore>>>> = Arc::default();
+        let leasable = Arc::new(Semaphore::new(2 * this.config.max_in_flight));
+        // Signalled whenever an attempt ends, freeing a place.
+        let freed = Arc::new(Notify::new());
+        let endpoints: Arc<Mutex<HashMap<i64, Endpoint>>> = Arc::default();
         // Twice the total timeout: a live worker always finishes first.
         let lease_secs = (this.config.request_timeout_secs * 2 + 5) as f64;
         let mut failing = false;
@@ -96,22 +101,23 @@ impl Scheduler {
             if *shutdown.borrow() {
                 break;
             }
-            let free = global.available_permits().min(CLAIM_BATCH);
+            let free = leasable.available_permits().min(CLAIM_BATCH);
             let per_webhook = this.config.max_in_flight_per_endpoint;
-            let busy: Vec<i64> = endpoints
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .filter(|(_, limit)| limit.available_permits() == 0)
-                .map(|(id, _)| *id)
-                .collect();
+            // Webhooks with deliveries leased, and their free places.
+            let places: Vec<(i64, i64)> = {
+                let mut map = endpoints.lock().unwrap_or_else(|e| e.into_inner());
+                map.retain(|_, e| e.leased.available_permits() < 2 * per_webhook);
+                map.iter()
+                    .map(|(id, e)| (*id, e.leased.available_permits() as i64))
+                    .collect()
+            };
             let claimed = if free > 0 {
                 match deliveries::claim(
                     &this.pool,
                     free as i64,
                     lease_secs,
-                    &busy,
-                    per_webhook as i64,
+                    &places,
+                    2 * per_webhook as i64,
                 )
                 .await
                 {
@@ -140,28 +146,36 @@ impl Scheduler {
             let full_batch = free > 0 && claimed.len() == free;
             let mut over = Vec::new();
             for delivery in claimed {
-                // The webhook's own limit first: a delivery beyond it goes
-                // back rather than wait holding a place others could use.
-                let limit = endpoints
+                // A webhook holds at most twice its limit of requests in
+                // flight leased (the rest wait for it); a delivery beyond
+                // that goes back rather than take a place others could use.
+                let endpoint = endpoints
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .entry(delivery.webhook_id)
-                    .or_insert_with(|| Arc::new(Semaphore::new(per_webhook)))
+                    .or_insert_with(|| Endpoint::new(per_webhook))
                     .clone();
-                let Ok(endpoint_permit) = limit.try_acquire_owned() else {
+                let Ok(leased) = endpoint.leased.try_acquire_owned() else {
                     over.push(delivery.id);
                     continue;
                 };
-                let Ok(permit) = global.clone().acquire_owned().await else {
+                let Ok(lease) = leasable.clone().acquire_owned().await else {
                     break;
                 };
+                let global = global.clone();
                 let this = this.clone();
                 let outcomes = outcomes.clone();
+                let freed = freed.clone();
                 tokio::spawn(async move {
+                    let in_flight = endpoint.in_flight.acquire_owned().await;
+                    let request = global.acquire_owned().await;
                     let outcome = this.attempt(delivery).await;
+                    drop(request);
+                    drop(in_flight);
                     let _ = outcomes.send(outcome).await;
-                    drop(endpoint_permit);
-                    drop(permit);
+                    drop(leased);
+                    drop(lease);
+                    freed.notify_one();
                 });
             }
             if let Err(e) = deliveries::release(&this.pool, &over).await {
@@ -171,24 +185,36 @@ impl Scheduler {
             if full_batch {
                 continue;
             }
-            let idle = if global.available_permits() == 0 {
-                Duration::from_millis(50)
+            // Sleep until something may be due: a new or replayed delivery
+            // (NOTIFY), a place freed (an attempt ended), or the next
+            // scheduled attempt (looked up only when nothing is in flight).
+            let in_flight = leasable.available_permits() < 2 * this.config.max_in_flight;
+            let idle = if in_flight {
+                MAX_IDLE
             } else {
                 match deliveries::next_due(&this.pool).await {
                     Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
                     Ok(None) | Err(_) => MAX_IDLE,
                 }
             };
-            tokio::select! {
-                () = wake.notified() => {}
-                () = tokio::time::sleep(idle.clamp(Duration::from_millis(10), MAX_IDLE)) => {}
+            let place_freed = tokio::select! {
+                () = wake.notified() => false,
+                () = freed.notified() => true,
+                () = tokio::time::sleep(idle.clamp(Duration::from_millis(10), MAX_IDLE)) => false,
                 _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            if place_freed {
+                // Let a few more attempts end, so that one lease query
+                // serves several places.
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
 
         // Let the attempts in flight finish (each is bounded by the total
         // timeout), then let the writer record them.
-        let _ = global.acquire_many(this.config.max_in_flight as u32).await;
+        let _ = leasable
+            .acquire_many(2 * this.config.max_in_flight as u32)
+            .await;
         drop(outcomes);
         let _ = writer.await;
         listener.abort();
@@ -212,8 +238,17 @@ impl Scheduler {
             disable: None,
         };
         let Some(webhook) = self.registry.webhook(delivery.webhook_id) else {
+            // A webhook created a moment ago may not have reached the
+            // registry yet: a young delivery never tried waits a little.
+            if delivery.attempts == 0 && now - delivery.inserted_at < chrono::Duration::seconds(60)
+            {
+                outcome.status = "pending";
+                outcome.next_attempt_at = Some(now + chrono::Duration::seconds(2));
+                outcome.attempted_at = delivery.last_attempt_at.unwrap_or(now);
+                return outcome;
+            }
             outcome.error = Some(
-                "the webhook is disabled, deleted or invalid; replay the delivery once it is active"
+                "the webhook is disabled, deleted, invalid or over its site's limit; replay the delivery once it is active"
                     .into(),
             );
             return outcome;
@@ -232,6 +267,17 @@ impl Scheduler {
             .post(&webhook.url, &headers, Bytes::from(delivery.payload))
             .await;
         outcome.attempts = number;
+        let result = result.and_then(|response| {
+            if (100..=599).contains(&response.status) {
+                Ok(response)
+            } else {
+                Err(super::client::AttemptError {
+                    kind: ErrorKind::Protocol,
+                    message: format!("invalid HTTP status {}", response.status),
+                    duration: response.duration,
+                })
+            }
+        });
         let (failure, retry_after, attempt) = match result {
             Ok(response) => {
                 let code = i32::from(response.status);
@@ -341,6 +387,23 @@ impl Scheduler {
     }
 }
 
+/// One webhook's places: deliveries leased (twice the limit), and
+/// requests in flight (`delivery.max_in_flight_per_endpoint`).
+#[derive(Clone)]
+struct Endpoint {
+    leased: Arc<Semaphore>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Endpoint {
+    fn new(limit: usize) -> Endpoint {
+        Endpoint {
+            leased: Arc::new(Semaphore::new(2 * limit)),
+            in_flight: Arc::new(Semaphore::new(limit)),
+        }
+    }
+}
+
 /// Records outcomes in batches until every sender is gone.
 async fn write_outcomes(pool: Pool, mut outcomes: mpsc::Receiver<Outcome>, dead_after_secs: f64) {
     while let Some(first) = outcomes.recv().await {
@@ -360,6 +423,17 @@ async fn write_outcomes(pool: Pool, mut outcomes: mpsc::Receiver<Outcome>, dead_
                     }
                     break;
                 }
+                // A row the database refuses would block every other
+                // outcome: record them one by one, and a refused one without
+                // its attempt detail, or not at all (its lease then runs
+                // out and the delivery is tried again).
+                Err(e) if e.is_refused_data() => {
+                    tracing::error!(error = %e, count = batch.len(), "delivery outcomes refused; recording them one by one");
+                    for outcome in &batch {
+                        record_alone(&pool, outcome, dead_after_secs).await;
+                    }
+                    break;
+                }
                 // Nothing is lost while Postgres is away: the outcomes wait
                 // here (and if the process dies, the leases expire and the
                 // deliveries are sent again).
@@ -370,6 +444,19 @@ async fn write_outcomes(pool: Pool, mut outcomes: mpsc::Receiver<Outcome>, dead_
                 }
             }
         }
+    }
+}
+
+async fn record_alone(pool: &Pool, outcome: &Outcome, dead_after_secs: f64) {
+    let one = std::slice::from_ref(outcome);
+    if deliveries::record(pool, one, dead_after_secs).await.is_ok() {
+        return;
+    }
+    let mut bare = outcome.clone();
+    bare.attempt = None;
+    bare.error = Some("the attempt's result could not be stored".into());
+    if let Err(e) = deliveries::record(pool, std::slice::from_ref(&bare), dead_after_secs).await {
+        tracing::error!(error = %e, delivery_id = %outcome.id, "cannot record a delivery outcome");
     }
 }
 

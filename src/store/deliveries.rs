@@ -15,22 +15,27 @@ pub struct Claimed {
     pub payload: String,
     /// Attempts made before this one.
     pub attempts: i32,
+    pub inserted_at: DateTime<Utc>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
 }
 
-/// Leases up to `limit` due deliveries for `lease_secs`: at most
-/// `per_webhook` of one webhook, none of the webhooks in `busy`.
+/// Leases up to `limit` due deliveries for `lease_secs`: for a webhook
+/// listed in `places` (webhook id, free places) at most its free places,
+/// for any other at most `per_webhook`.
 pub async fn claim(
     pool: &Pool,
     limit: i64,
     lease_secs: f64,
-    busy: &[i64],
+    places: &[(i64, i64)],
     per_webhook: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
     let client = pool.get().await?;
+    let ids: Vec<i64> = places.iter().map(|p| p.0).collect();
+    let free: Vec<i64> = places.iter().map(|p| p.1).collect();
     let rows = client
         .query(
             include_str!("sql/deliveries_claim.sql"),
-            &[&limit, &lease_secs, &busy, &per_webhook],
+            &[&limit, &lease_secs, &ids, &free, &per_webhook],
         )
         .await?;
     Ok(rows
@@ -41,6 +46,8 @@ pub async fn claim(
             event_type: r.get("event_type"),
             payload: r.get("payload"),
             attempts: r.get("attempts"),
+            inserted_at: r.get("inserted_at"),
+            last_attempt_at: r.get("last_attempt_at"),
         })
         .collect())
 }

@@ -53,6 +53,19 @@ pub enum StoreError {
     SchemaAhead { found: i32, expected: i32 },
 }
 
+impl StoreError {
+    /// True when Postgres refused the data itself (a constraint or a bad
+    /// value), which trying again cannot fix.
+    pub fn is_refused_data(&self) -> bool {
+        match self {
+            StoreError::Query(e) => e
+                .code()
+                .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")),
+            _ => false,
+        }
+    }
+}
+
 /// The server's message for a database error (tokio-postgres shows only
 /// "db error"), else the error itself.
 fn detail(e: &tokio_postgres::Error) -> String {

@@ -251,12 +251,16 @@ async fn a_delivery_leased_by_a_dead_worker_is_sent_when_the_lease_expires() {
 async fn an_endpoint_failing_for_the_configured_period_is_disabled() {
     let s = setup().await;
     let webhook = s.webhook("/status/503").await;
-    // Failing since two hours, longer than the configured hour.
+    // Unchanged for three hours and failing for two, longer than the
+    // configured hour. (The touch trigger would stamp the update.)
     s.client
-        .execute(
-            "INSERT INTO webhook_endpoint_health (webhook_id, failing_since) VALUES ($1, now() - interval '2 hours')",
-            &[&webhook],
-        )
+        .batch_execute(&format!(
+            "ALTER TABLE webhooks DISABLE TRIGGER webhooks_touch_updated_at;
+             UPDATE webhooks SET updated_at = now() - interval '3 hours' WHERE id = {webhook};
+             ALTER TABLE webhooks ENABLE TRIGGER webhooks_touch_updated_at;
+             INSERT INTO webhook_endpoint_health (webhook_id, failing_since)
+               VALUES ({webhook}, now() - interval '2 hours');"
+        ))
         .await
         .unwrap();
     let id = s.enqueue(webhook, "").await;
@@ -322,4 +326,39 @@ async fn a_slow_receivers_backlog_does_not_hold_up_the_others() {
         "the fast webhook waited {:?} behind the slow one",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_enabling_a_webhook_starts_its_failure_clock_again() {
+    let s = setup().await;
+    let webhook = s.webhook("/status/503").await;
+    // Failing for two hours, then the web app edits the webhook (as when it
+    // re-enables one).
+    s.client
+        .execute(
+            "INSERT INTO webhook_endpoint_health (webhook_id, failing_since) VALUES ($1, now() - interval '2 hours')",
+            &[&webhook],
+        )
+        .await
+        .unwrap();
+    s.client
+        .execute(
+            "UPDATE webhooks SET description = 'fixed' WHERE id = $1",
+            &[&webhook],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = s.enqueue(webhook, "").await;
+    s.until_status(&id, "failed").await;
+    let row = s
+        .client
+        .query_one(
+            "SELECT w.enabled, h.failing_since > now() - interval '1 minute' FROM webhooks w JOIN webhook_endpoint_health h ON h.webhook_id = w.id WHERE w.id = $1",
+            &[&webhook],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "still enabled");
+    assert!(row.get::<_, bool>(1), "the clock started again");
 }

@@ -11,6 +11,9 @@ WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = v.webhook_id)
 GROUP BY v.webhook_id
 ON CONFLICT (webhook_id) DO UPDATE
 SET failing_since = CASE WHEN EXCLUDED.last_success_at IS NOT NULL THEN NULL
-                         ELSE coalesce(h.failing_since, EXCLUDED.failing_since) END,
+                         WHEN h.failing_since IS NULL
+                              OR h.failing_since < (SELECT w.updated_at FROM webhooks w WHERE w.id = h.webhook_id)
+                         THEN EXCLUDED.failing_since
+                         ELSE h.failing_since END,
     last_success_at = coalesce(EXCLUDED.last_success_at, h.last_success_at),
     updated_at = now()
