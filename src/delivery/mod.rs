@@ -1,8 +1,9 @@
-//! Delivery: sending what the triggers put in the outbox.
+//! Delivery: sending what the triggers (and the web app) put in the outbox.
 //!
-//! So far: the SSRF policy (`ssrf`), which the registry uses to refuse
-//! webhook URLs whose host is a non-public IP literal, and Standard Webhooks
-//! signing (`signing`), and the retry policy (`retry`).
+//! `schedule` drives it: leases due deliveries and records outcomes. Under
+//! it: `client` (HTTP over rustls with the SSRF guard), `signing`
+//! (Standard Webhooks), `retry` (when to try again) and `ssrf` (which
+//! addresses may be reached; the registry also uses it).
 
 pub mod client;
 pub mod retry;
