@@ -7,26 +7,21 @@
 //! Run with `cargo bench --bench delivery`. BENCH_BACKLOG (default 100000)
 //! sets the backlog.
 
-#[path = "../tests/it/support/servers.rs"]
-#[allow(dead_code)]
-mod servers;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use plausible_webhooks::changes::ChangeStream;
-use plausible_webhooks::config::{Config, PostgresUrl};
+use plausible_webhooks::config::Config;
 use plausible_webhooks::delivery::schedule::Scheduler;
 use plausible_webhooks::registry::RegistryHandle;
+use support::SECRET;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-const FIXTURE: &str = include_str!("../tests/fixtures/postgres/plausible.sql");
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("delivery bench: skipped (run with cargo bench --bench delivery)");
+    if !support::benchmarking("delivery") {
         return;
     }
     let backlog: i64 = std::env::var("BENCH_BACKLOG")
@@ -120,27 +115,7 @@ async fn database(
     receiver: &Receiver,
     webhooks: i64,
 ) -> (Config, tokio_postgres::Client) {
-    let servers = servers::servers();
-    let (admin, conn) = tokio_postgres::connect(&servers.postgres_admin_url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("db");
-    let url = match servers.postgres_admin_url.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("unexpected URL"),
-    };
-    let (mut db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    db.batch_execute(FIXTURE).await.expect("fixture");
-    plausible_webhooks::store::migrate(&mut db)
-        .await
-        .expect("migrate");
+    let (mut config, db) = support::database(name).await;
     db.batch_execute(&format!(
         "INSERT INTO sites (id, domain) SELECT i, 'site' || i || '.example.com' FROM generate_series(1, {webhooks}) i;
          INSERT INTO webhooks (site_id, url, secret, event_types, spike_threshold)
@@ -149,8 +124,6 @@ async fn database(
     ))
     .await
     .expect("seed");
-    let mut config = Config::defaults();
-    config.postgres.url = PostgresUrl::new(url);
     config.delivery.allow_http = true;
     config.delivery.allowed_cidrs = vec!["127.0.0.0/8".into()];
     (config, db)

@@ -5,24 +5,19 @@
 //! Run with `cargo bench --bench registry`. Prints its figures; the
 //! numbers in docs/benchmarks.md come from here.
 
-#[path = "../tests/it/support/servers.rs"]
-#[allow(dead_code)]
-mod servers;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use plausible_webhooks::changes::ChangeStream;
-use plausible_webhooks::config::{Config, PostgresUrl};
+use plausible_webhooks::config::Config;
 use plausible_webhooks::registry::RegistryHandle;
+use support::SECRET;
 use tokio::sync::watch;
-
-const FIXTURE: &str = include_str!("../tests/fixtures/postgres/plausible.sql");
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn main() {
     // `cargo test --all-targets` runs benches as tests: do nothing then.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("registry bench: skipped (run with cargo bench --bench registry)");
+    if !support::benchmarking("registry") {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -34,35 +29,6 @@ fn main() {
         latency().await;
         full_load().await;
     });
-}
-
-async fn database(name: &str) -> (Config, tokio_postgres::Client) {
-    let servers = servers::servers();
-    let admin = connect(&servers.postgres_admin_url).await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    let url = match servers.postgres_admin_url.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("unexpected URL"),
-    };
-    let mut client = connect(&url).await;
-    client.batch_execute(FIXTURE).await.expect("fixture");
-    plausible_webhooks::store::migrate(&mut client)
-        .await
-        .expect("migrate");
-    let mut config = Config::defaults();
-    config.postgres.url = PostgresUrl::new(url);
-    (config, client)
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
 }
 
 async fn start(config: &Config) -> (RegistryHandle, watch::Sender<bool>, Duration) {
@@ -83,7 +49,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn latency() {
-    let (config, client) = database("bench_registry_latency").await;
+    let (config, client) = support::database("bench_registry_latency").await;
     client
         .batch_execute(&format!(
             "INSERT INTO sites (id, domain) SELECT i, 'site' || i || '.example.com' FROM generate_series(1, 1000) i;
@@ -144,7 +110,7 @@ async fn latency() {
 }
 
 async fn full_load() {
-    let (config, client) = database("bench_registry_load").await;
+    let (config, client) = support::database("bench_registry_load").await;
     let seeded = Instant::now();
     client
         .batch_execute(&format!(

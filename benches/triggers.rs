@@ -11,23 +11,20 @@
 //! Run with `cargo bench --bench triggers`. BENCH_SECONDS (default 90) sets
 //! how long the load runs; BENCH_EVENTS_PER_MINUTE (default 1000000) its rate.
 
-#[path = "../tests/it/support/servers.rs"]
-#[allow(dead_code)]
-mod servers;
+mod support;
 
 use std::time::{Duration, Instant, SystemTime};
 
 use plausible_webhooks::analytics::{Analytics, apply_migrations, embedded_migrations};
 use plausible_webhooks::changes::ChangeStream;
-use plausible_webhooks::config::{Config, PostgresUrl, Secret};
+use plausible_webhooks::config::{Config, Secret};
 use plausible_webhooks::registry::RegistryHandle;
 use plausible_webhooks::triggers::TriggerEngine;
 use serde::Serialize;
+use support::SECRET;
 use tokio::sync::watch;
 
-const FIXTURE_PG: &str = include_str!("../tests/fixtures/postgres/plausible.sql");
 const FIXTURE_CH: &str = include_str!("../tests/fixtures/clickhouse/events_v2.sql");
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SITES: u64 = 10_000;
 /// Sites past the load's that carry probes with a 1 s goal interval.
 const PROBES: u64 = 10;
@@ -49,8 +46,7 @@ struct Event {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("triggers bench: skipped (run with cargo bench --bench triggers)");
+    if !support::benchmarking("triggers") {
         return;
     }
     let seconds: u64 = env_or("BENCH_SECONDS", 90);
@@ -71,7 +67,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 async fn run(seconds: u64, per_minute: u64) {
-    let servers = servers::servers();
+    let servers = support::servers::servers();
     let config = setup(servers).await;
     let pool = plausible_webhooks::store::pool(&config.postgres).expect("pool");
 
@@ -280,28 +276,9 @@ async fn run(seconds: u64, per_minute: u64) {
     );
 }
 
-async fn setup(servers: &servers::Servers) -> Config {
-    let (admin, conn) = tokio_postgres::connect(&servers.postgres_admin_url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
+async fn setup(servers: &support::servers::Servers) -> Config {
     let name = format!("bench_triggers_{}", std::process::id());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("db");
-    let url = match servers.postgres_admin_url.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("unexpected URL"),
-    };
-    let (mut db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    db.batch_execute(FIXTURE_PG).await.expect("fixture");
-    plausible_webhooks::store::migrate(&mut db)
-        .await
-        .expect("migrate");
+    let (mut config, db) = support::database(&name).await;
     db.batch_execute(&format!(
         "INSERT INTO sites (id, domain) SELECT i, 'site' || i || '.example.com' FROM generate_series(1, {total}) i;
          INSERT INTO goals (site_id, event_name, display_name) SELECT i, 'Signup', 'Signup' FROM generate_series(1, {SITES}) i;
@@ -319,8 +296,6 @@ async fn setup(servers: &servers::Servers) -> Config {
     .await
     .expect("seed");
 
-    let mut config = Config::defaults();
-    config.postgres.url = PostgresUrl::new(url);
     config.clickhouse.url = servers.clickhouse_url.clone();
     config.clickhouse.user = servers.clickhouse_user.clone();
     config.clickhouse.password = Secret::new(servers.clickhouse_password.clone());

@@ -1,0 +1,54 @@
+//! What the bench binaries share: the test harness's throwaway servers and
+//! a fresh, migrated Postgres database with Plausible's fixture schema.
+
+#[path = "../../tests/it/support/servers.rs"]
+#[allow(dead_code)]
+pub mod servers;
+
+use plausible_webhooks::config::{Config, PostgresUrl};
+
+const FIXTURE: &str = include_str!("../../tests/fixtures/postgres/plausible.sql");
+
+/// A signing secret for the benches' webhooks.
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// True when run by `cargo bench`; `cargo test --all-targets` runs the
+/// bench binaries too, and they should then do nothing.
+pub fn benchmarking(name: &str) -> bool {
+    let yes = std::env::args().any(|a| a == "--bench");
+    if !yes {
+        println!("{name} bench: skipped (run with cargo bench --bench {name})");
+    }
+    yes
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// Creates database `name` with Plausible's tables and the daemon's
+/// migrations; returns the defaults pointed at it, and a client.
+pub async fn database(name: &str) -> (Config, tokio_postgres::Client) {
+    let servers = servers::servers();
+    let admin = connect(&servers.postgres_admin_url).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let url = match servers.postgres_admin_url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("unexpected URL {}", servers.postgres_admin_url),
+    };
+    let mut client = connect(&url).await;
+    client.batch_execute(FIXTURE).await.expect("fixture");
+    plausible_webhooks::store::migrate(&mut client)
+        .await
+        .expect("migrate");
+    let mut config = Config::defaults();
+    config.postgres.url = PostgresUrl::new(url);
+    (config, client)
+}
