@@ -101,82 +101,111 @@ impl Scheduler {
             if *shutdown.borrow() {
                 break;
             }
-            let free = leasable.available_permits().min(CLAIM_BATCH);
             let per_webhook = this.config.max_in_flight_per_endpoint;
-            // Webhooks with deliveries leased, and their free places.
-            let places: Vec<(i64, i64)> = {
-                let mut map = endpoints.lock().unwrap_or_else(|e| e.into_inner());
-                map.retain(|_, e| e.leased.available_permits() < 2 * per_webhook);
-                map.iter()
-                    .map(|(id, e)| (*id, e.leased.available_permits() as i64))
-                    .collect()
-            };
-            let claimed = if free > 0 {
-                match deliveries::claim(
-                    &this.pool,
-                    free as i64,
-                    lease_secs,
-                    &places,
-                    2 * per_webhook as i64,
-                )
-                .await
-                {
-                    Ok(claimed) => {
-                        if failing {
-                            tracing::info!("delivery scheduler reaches postgres again");
-                            failing = false;
-                        }
-                        claimed
-                    }
-                    Err(e) => {
-                        if !failing {
-                            tracing::warn!(error = %e, "cannot lease deliveries; retrying");
-                            failing = true;
-                        }
-                        tokio::select! {
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = shutdown.wait_for(|stop| *stop) => break,
-                        }
-                        continue;
-                    }
-                }
-            } else {
-                Vec::new()
-            };
-            let full_batch = free > 0 && claimed.len() == free;
+            let max_in_flight = this.config.max_in_flight;
+            // Two passes. The fair one leases at most twice a webhook's
+            // limit of requests in flight per webhook. If a webhook is then
+            // at that mark and at least half of all leases are still free,
+            // a greedy pass leases more for such webhooks (up to
+            // max_in_flight each, from the free half only), so that a
+            // single webhook's backlog drains fast while the other half
+            // stays for everyone else.
+            let mut claimed_any = false;
+            let mut full_batch = false;
             let mut over = Vec::new();
-            for delivery in claimed {
-                // A webhook holds at most twice its limit of requests in
-                // flight leased (the rest wait for it); a delivery beyond
-                // that goes back rather than take a place others could use.
-                let endpoint = endpoints
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(delivery.webhook_id)
-                    .or_insert_with(|| Endpoint::new(per_webhook))
-                    .clone();
-                let Ok(leased) = endpoint.leased.try_acquire_owned() else {
-                    over.push(delivery.id);
-                    continue;
+            for greedy in [false, true] {
+                let free = if greedy {
+                    leasable.available_permits().saturating_sub(max_in_flight)
+                } else {
+                    leasable.available_permits()
+                }
+                .min(CLAIM_BATCH);
+                // Webhooks with deliveries leased, and their free places.
+                let places: Vec<(i64, i64)> = {
+                    let mut map = endpoints.lock().unwrap_or_else(|e| e.into_inner());
+                    map.retain(|_, e| e.leased.available_permits() < max_in_flight);
+                    map.iter()
+                        .map(|(id, e)| (*id, max_in_flight - e.leased.available_permits()))
+                        // The greedy pass is only for webhooks at their mark.
+                        .filter(|(_, leased)| !greedy || *leased >= 2 * per_webhook)
+                        .map(|(id, leased)| {
+                            let cap = if greedy {
+                                max_in_flight
+                            } else {
+                                2 * per_webhook
+                            };
+                            (id, cap.saturating_sub(leased) as i64)
+                        })
+                        .collect()
                 };
-                let Ok(lease) = leasable.clone().acquire_owned().await else {
+                if greedy && !places.iter().any(|(_, free)| *free > 0) {
                     break;
-                };
-                let global = global.clone();
-                let this = this.clone();
-                let outcomes = outcomes.clone();
-                let freed = freed.clone();
-                tokio::spawn(async move {
-                    let in_flight = endpoint.in_flight.acquire_owned().await;
-                    let request = global.acquire_owned().await;
-                    let outcome = this.attempt(delivery).await;
-                    drop(request);
-                    drop(in_flight);
-                    let _ = outcomes.send(outcome).await;
-                    drop(leased);
-                    drop(lease);
-                    freed.notify_one();
-                });
+                }
+                if free == 0 {
+                    break;
+                }
+                let others = if greedy { 0 } else { 2 * per_webhook as i64 };
+                let claimed =
+                    match deliveries::claim(&this.pool, free as i64, lease_secs, &places, others)
+                        .await
+                    {
+                        Ok(claimed) => {
+                            if failing {
+                                tracing::info!("delivery scheduler reaches postgres again");
+                                failing = false;
+                            }
+                            claimed
+                        }
+                        Err(e) => {
+                            if !failing {
+                                tracing::warn!(error = %e, "cannot lease deliveries; retrying");
+                                failing = true;
+                            }
+                            break;
+                        }
+                    };
+                claimed_any |= !claimed.is_empty();
+                full_batch = !greedy && claimed.len() == free;
+                for delivery in claimed {
+                    let endpoint = endpoints
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(delivery.webhook_id)
+                        .or_insert_with(|| Endpoint::new(per_webhook, max_in_flight))
+                        .clone();
+                    let Ok(leased) = endpoint.leased.try_acquire_owned() else {
+                        over.push(delivery.id);
+                        continue;
+                    };
+                    let Ok(lease) = leasable.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let global = global.clone();
+                    let this = this.clone();
+                    let outcomes = outcomes.clone();
+                    let freed = freed.clone();
+                    tokio::spawn(async move {
+                        let in_flight = endpoint.in_flight.acquire_owned().await;
+                        let request = global.acquire_owned().await;
+                        let outcome = this.attempt(delivery).await;
+                        drop(request);
+                        drop(in_flight);
+                        let _ = outcomes.send(outcome).await;
+                        drop(leased);
+                        drop(lease);
+                        freed.notify_one();
+                    });
+                }
+                if full_batch {
+                    break;
+                }
+            }
+            if failing && !claimed_any {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                }
+                continue;
             }
             if let Err(e) = deliveries::release(&this.pool, &over).await {
                 // Their leases simply run out.
@@ -387,8 +416,9 @@ impl Scheduler {
     }
 }
 
-/// One webhook's places: deliveries leased (twice the limit), and
-/// requests in flight (`delivery.max_in_flight_per_endpoint`).
+/// One webhook's places: deliveries leased (twice its limit in the fair
+/// pass, up to `max_in_flight` in the greedy one), and requests in flight
+/// (`delivery.max_in_flight_per_endpoint`).
 #[derive(Clone)]
 struct Endpoint {
     leased: Arc<Semaphore>,
@@ -396,9 +426,9 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(limit: usize) -> Endpoint {
+    fn new(limit: usize, max_leased: usize) -> Endpoint {
         Endpoint {
-            leased: Arc::new(Semaphore::new(2 * limit)),
+            leased: Arc::new(Semaphore::new(max_leased)),
             in_flight: Arc::new(Semaphore::new(limit)),
         }
     }
