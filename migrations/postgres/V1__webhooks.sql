@@ -85,8 +85,9 @@ CREATE TABLE webhooks (
 
 CREATE INDEX webhooks_site_id ON webhooks (site_id);
 
--- Keeps updated_at current on every update, whoever writes it.
-CREATE FUNCTION webhooks_touch_updated_at() RETURNS trigger
+-- Keeps updated_at current on every update, whoever writes it (shared by
+-- the daemon's tables).
+CREATE FUNCTION plausible_webhooks_touch_updated_at() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     NEW.updated_at := now();
@@ -96,7 +97,7 @@ $$;
 
 CREATE TRIGGER webhooks_touch_updated_at
     BEFORE UPDATE ON webhooks
-    FOR EACH ROW EXECUTE FUNCTION webhooks_touch_updated_at();
+    FOR EACH ROW EXECUTE FUNCTION plausible_webhooks_touch_updated_at();
 
 -- At most 10 webhooks per site. The advisory lock serialises concurrent
 -- inserts for one site without locking Plausible's own `sites` row.
@@ -121,10 +122,11 @@ CREATE TRIGGER webhooks_enforce_site_limit
     BEFORE INSERT OR UPDATE OF site_id ON webhooks
     FOR EACH ROW EXECUTE FUNCTION webhooks_enforce_site_limit();
 
--- Announces every change on channel `webhooks_changed` with the payload
--- {"op": "INSERT" | "UPDATE" | "DELETE", "id": <webhook id>}. Listeners
--- read the row themselves; the payload never carries secrets.
-CREATE FUNCTION webhooks_notify_change() RETURNS trigger
+-- Announces every change of a row on the channel named by the trigger's
+-- argument, with the payload {"op": "INSERT" | "UPDATE" | "DELETE", "id":
+-- <row id>}. Listeners read the row themselves; the payload never carries
+-- secrets. Used for `webhooks` here and for Plausible's `goals` (V4).
+CREATE FUNCTION plausible_webhooks_notify_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     row_id bigint;
@@ -134,11 +136,11 @@ BEGIN
     ELSE
         row_id := NEW.id;
     END IF;
-    PERFORM pg_notify('webhooks_changed', json_build_object('op', TG_OP, 'id', row_id)::text);
+    PERFORM pg_notify(TG_ARGV[0], json_build_object('op', TG_OP, 'id', row_id)::text);
     RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER webhooks_notify_change
     AFTER INSERT OR UPDATE OR DELETE ON webhooks
-    FOR EACH ROW EXECUTE FUNCTION webhooks_notify_change();
+    FOR EACH ROW EXECUTE FUNCTION plausible_webhooks_notify_change('webhooks_changed');

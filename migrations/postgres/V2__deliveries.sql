@@ -46,17 +46,9 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
 -- The web app's delivery log: a webhook's deliveries, newest first.
 CREATE INDEX webhook_deliveries_log ON webhook_deliveries (webhook_id, inserted_at DESC);
 
-CREATE FUNCTION webhook_deliveries_touch_updated_at() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.updated_at := now();
-    RETURN NEW;
-END
-$$;
-
 CREATE TRIGGER webhook_deliveries_touch_updated_at
     BEFORE UPDATE ON webhook_deliveries
-    FOR EACH ROW EXECUTE FUNCTION webhook_deliveries_touch_updated_at();
+    FOR EACH ROW EXECUTE FUNCTION plausible_webhooks_touch_updated_at();
 
 -- Announces new work on channel `webhook_deliveries_changed`:
 -- {"op": "INSERT", "id": ...} for a new delivery, and
