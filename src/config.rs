@@ -81,6 +81,7 @@ pub struct DeliveryConfig {
     pub request_timeout_secs: u64,
     pub max_in_flight: usize,
     pub max_in_flight_per_endpoint: usize,
+    pub resync_interval_secs: u64,
     pub retry_schedule_secs: Vec<u64>,
     pub disable_endpoint_after_secs: u64,
     pub allow_http: bool,
@@ -470,6 +471,11 @@ impl Config {
             (1..=d.max_in_flight.max(1)).contains(&d.max_in_flight_per_endpoint),
             "delivery.max_in_flight_per_endpoint",
             &|| "must be between 1 and delivery.max_in_flight".into(),
+        );
+        check(
+            (1..=3600).contains(&d.resync_interval_secs),
+            "delivery.resync_interval_secs",
+            &|| "must be between 1 and 3600".into(),
         );
         check(
             !d.retry_schedule_secs.is_empty()

@@ -115,6 +115,24 @@ fn describe_metrics() {
         "plausible_webhooks_deliveries_total",
         "Delivery attempts by result (succeeded, retry, failed, gone)."
     );
+    metrics::describe_gauge!(
+        "plausible_webhooks_delivery_scheduled",
+        "Pending deliveries in the scheduler's in-memory schedule."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_delivery_in_flight",
+        "Deliveries leased and not yet recorded."
+    );
+    metrics::describe_histogram!(
+        "plausible_webhooks_delivery_lag_seconds",
+        metrics::Unit::Seconds,
+        "From a delivery falling due to its attempt starting."
+    );
+    metrics::describe_histogram!(
+        "plausible_webhooks_delivery_attempt_duration_seconds",
+        metrics::Unit::Seconds,
+        "One HTTP attempt, from connecting to the end of the response."
+    );
     metrics::gauge!("plausible_webhooks_build_info", "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
 }

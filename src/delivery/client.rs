@@ -151,7 +151,7 @@ impl DeliveryClient {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(config.max_in_flight_per_endpoint.max(1))
+            .pool_max_idle_per_host(config.max_in_flight.max(1))
             .build(https);
         Ok(DeliveryClient {
             client,

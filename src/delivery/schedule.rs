@@ -1,25 +1,32 @@
 //! The delivery scheduler: sends what the outbox holds.
 //!
-//! It leases due deliveries from Postgres (`FOR UPDATE SKIP LOCKED`, so a
-//! second daemon or a restarted one never takes a delivery in flight), sends
-//! each with bounded concurrency (globally and per endpoint), and hands the
-//! outcomes to one writer task that records them in batches: the delivery's
-//! new state, the attempt, endpoint health, and webhooks to disable. A
-//! delivery is recorded only after its attempt, so a crash at any point
-//! loses nothing: the lease expires and the delivery is sent again, with the
-//! same `webhook-id`. New and replayed deliveries wake it through NOTIFY on
-//! `webhook_deliveries_changed`; otherwise it sleeps until the next one is
-//! due.
+//! An in-memory [`Timeline`] says which pending deliveries are due when. It
+//! is filled by a full read of the pending rows (at start, whenever the
+//! wake-up connection reconnects or overflows, and every
+//! `delivery.resync_interval_secs`), by notifications on `webhook_deliveries_changed`
+//! (new deliveries and replays, with their webhook and due time) and by the
+//! scheduler's own retries once they are recorded. Due deliveries are taken
+//! in turns per webhook, within bounded concurrency (globally and per
+//! endpoint), and leased by id in Postgres, whose check decides: a second
+//! daemon, or a schedule that is out of date, never takes a delivery in
+//! flight. Each attempt's outcome goes to one writer task that records the
+//! outcomes in batches: the delivery's new state, the attempt, endpoint
+//! health, and webhooks to disable. A delivery is recorded only after its
+//! attempt, so a crash at any point loses nothing: the lease expires and the
+//! delivery is sent again, with the same `webhook-id`.
+
+mod timeline;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use serde::Deserialize;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::client::{DeliveryClient, ErrorKind};
 use super::retry::{Failure, RetryPolicy, parse_retry_after};
@@ -29,15 +36,22 @@ use crate::config::{Config, DeliveryConfig};
 use crate::registry::RegistryHandle;
 use crate::store::deliveries::{self, Attempt, Claimed, Outcome};
 use crate::store::{self, StoreError};
+use timeline::Timeline;
 
 /// The NOTIFY channel of new and replayed deliveries.
 const CHANNEL: &str = "webhook_deliveries_changed";
 /// Deliveries leased per query at most.
-const CLAIM_BATCH: usize = 500;
+const LEASE_BATCH: usize = 500;
 /// Outcomes written per transaction at most.
 const WRITE_BATCH: usize = 1000;
-/// The longest sleep without looking at the outbox.
-const MAX_IDLE: Duration = Duration::from_secs(5);
+/// Pending deliveries the in-memory schedule holds at most (about 150 bytes
+/// each). Beyond it, the rest wait in Postgres for a later full read.
+const MAX_SCHEDULED: usize = 200_000;
+/// The longest sleep without looking at the schedule.
+const MAX_IDLE: Duration = Duration::from_secs(60);
+/// How long a delivery waits when its lease was refused though it is still
+/// pending and looked due (the daemon's clock ahead of Postgres's).
+const RECHECK_MS: i64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -54,6 +68,21 @@ pub struct Scheduler {
     client: DeliveryClient,
     retry: RetryPolicy,
     config: DeliveryConfig,
+}
+
+/// What the scheduler's tasks share.
+struct Shared {
+    timeline: Mutex<Timeline>,
+    /// Wakes the scheduler: something may have fallen due or a place freed.
+    wake: Notify,
+    /// Asks for a full read of the pending deliveries.
+    resync: Notify,
+}
+
+impl Shared {
+    fn timeline(&self) -> MutexGuard<'_, Timeline> {
+        self.timeline.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Scheduler {
@@ -78,21 +107,32 @@ impl Scheduler {
     /// flight finish and records them.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
+        let shared = Arc::new(Shared {
+            timeline: Mutex::new(Timeline::new(MAX_SCHEDULED)),
+            wake: Notify::new(),
+            resync: Notify::new(),
+        });
         let (outcomes, outcomes_rx) = mpsc::channel::<Outcome>(this.config.max_in_flight * 2);
         let writer = tokio::spawn(write_outcomes(
             this.pool.clone(),
             outcomes_rx,
             this.config.disable_endpoint_after_secs as f64,
+            shared.clone(),
         ));
-        let wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(this.pg.clone(), wake.clone(), shutdown.clone()));
+        let listener = tokio::spawn(listen(this.pg.clone(), shared.clone(), shutdown.clone()));
+        let resync = tokio::spawn(resync(
+            this.pool.clone(),
+            shared.clone(),
+            Duration::from_secs(this.config.resync_interval_secs),
+            shutdown.clone(),
+        ));
         // Requests in flight, and deliveries leased (twice as many: the
         // rest wait for their webhook's place without taking a request's).
-        let global = Arc::new(Semaphore::new(this.config.max_in_flight));
-        let leasable = Arc::new(Semaphore::new(2 * this.config.max_in_flight));
-        // Signalled whenever an attempt ends, freeing a place.
-        let freed = Arc::new(Notify::new());
-        let endpoints: Arc<Mutex<HashMap<i64, Endpoint>>> = Arc::default();
+        let max_in_flight = this.config.max_in_flight;
+        let per_webhook = this.config.max_in_flight_per_endpoint;
+        let global = Arc::new(Semaphore::new(max_in_flight));
+        let leasable = Arc::new(Semaphore::new(2 * max_in_flight));
+        let mut endpoints: HashMap<i64, Endpoint> = HashMap::new();
         // Twice the total timeout: a live worker always finishes first.
         let lease_secs = (this.config.request_timeout_secs * 2 + 5) as f64;
         let mut failing = false;
@@ -101,157 +141,144 @@ impl Scheduler {
             if *shutdown.borrow() {
                 break;
             }
-            let per_webhook = this.config.max_in_flight_per_endpoint;
-            let max_in_flight = this.config.max_in_flight;
-            // Two passes. The fair one leases at most twice a webhook's
-            // limit of requests in flight per webhook. If a webhook is then
-            // at that mark and at least half of all leases are still free,
-            // a greedy pass leases more for such webhooks (up to
-            // max_in_flight each, from the free half only), so that a
-            // single webhook's backlog drains fast while the other half
-            // stays for everyone else.
-            let mut claimed_any = false;
-            let mut full_batch = false;
-            let mut over = Vec::new();
-            for greedy in [false, true] {
-                let free = if greedy {
-                    leasable.available_permits().saturating_sub(max_in_flight)
-                } else {
-                    leasable.available_permits()
-                }
-                .min(CLAIM_BATCH);
-                // Webhooks with deliveries leased, and their free places.
-                let places: Vec<(i64, i64)> = {
-                    let mut map = endpoints.lock().unwrap_or_else(|e| e.into_inner());
-                    map.retain(|_, e| e.leased.available_permits() < max_in_flight);
-                    map.iter()
-                        .map(|(id, e)| (*id, max_in_flight - e.leased.available_permits()))
-                        // The greedy pass is only for webhooks at their mark.
-                        .filter(|(_, leased)| !greedy || *leased >= 2 * per_webhook)
-                        .map(|(id, leased)| {
-                            let cap = if greedy {
-                                max_in_flight
-                            } else {
-                                2 * per_webhook
-                            };
-                            (id, cap.saturating_sub(leased) as i64)
+            // Take what is due, as far as there is room: at most twice a
+            // webhook's limit of requests in flight leased per webhook (so
+            // the next is ready when one ends), and twice the global limit
+            // in all.
+            let free = leasable.available_permits().min(LEASE_BATCH);
+            let (batch, next_due) = {
+                let mut timeline = shared.timeline();
+                timeline.promote(Utc::now().timestamp_millis());
+                let batch = if free > 0 {
+                    endpoints.retain(|_, e| e.leased.available_permits() < 2 * per_webhook);
+                    timeline.take(free, |webhook_id| {
+                        let endpoint = endpoints
+                            .entry(webhook_id)
+                            .or_insert_with(|| Endpoint::new(per_webhook))
+                            .clone();
+                        let leased = endpoint.leased.clone().try_acquire_owned().ok()?;
+                        let lease = leasable.clone().try_acquire_owned().ok()?;
+                        Some(Places {
+                            endpoint,
+                            leased,
+                            lease,
                         })
-                        .collect()
+                    })
+                } else {
+                    Vec::new()
                 };
-                if greedy && !places.iter().any(|(_, free)| *free > 0) {
-                    break;
+                metrics::gauge!("plausible_webhooks_delivery_scheduled").set(timeline.len() as f64);
+                metrics::gauge!("plausible_webhooks_delivery_in_flight")
+                    .set(timeline.taken() as f64);
+                if timeline.take_overflowed() {
+                    shared.resync.notify_one();
                 }
-                if free == 0 {
-                    break;
-                }
-                let others = if greedy { 0 } else { 2 * per_webhook as i64 };
-                let claimed =
-                    match deliveries::claim(&this.pool, free as i64, lease_secs, &places, others)
-                        .await
-                    {
-                        Ok(claimed) => {
-                            if failing {
-                                tracing::info!("delivery scheduler reaches postgres again");
-                                failing = false;
-                            }
-                            claimed
-                        }
-                        Err(e) => {
-                            if !failing {
-                                tracing::warn!(error = %e, "cannot lease deliveries; retrying");
-                                failing = true;
-                            }
-                            break;
-                        }
-                    };
-                claimed_any |= !claimed.is_empty();
-                full_batch = !greedy && claimed.len() == free;
-                for delivery in claimed {
-                    let endpoint = endpoints
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(delivery.webhook_id)
-                        .or_insert_with(|| Endpoint::new(per_webhook, max_in_flight))
-                        .clone();
-                    let Ok(leased) = endpoint.leased.try_acquire_owned() else {
-                        over.push(delivery.id);
-                        continue;
-                    };
-                    let Ok(lease) = leasable.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let global = global.clone();
-                    let this = this.clone();
-                    let outcomes = outcomes.clone();
-                    let freed = freed.clone();
-                    tokio::spawn(async move {
-                        let in_flight = endpoint.in_flight.acquire_owned().await;
-                        let request = global.acquire_owned().await;
-                        let outcome = this.attempt(delivery).await;
-                        drop(request);
-                        drop(in_flight);
-                        let _ = outcomes.send(outcome).await;
-                        drop(leased);
-                        drop(lease);
-                        freed.notify_one();
-                    });
-                }
-                if full_batch {
-                    break;
-                }
-            }
-            if failing && !claimed_any {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.wait_for(|stop| *stop) => break,
-                }
-                continue;
-            }
-            if let Err(e) = deliveries::release(&this.pool, &over).await {
-                // Their leases simply run out.
-                tracing::debug!(error = %e, "cannot give leases back");
-            }
-            if full_batch {
-                continue;
-            }
-            // Sleep until something may be due: a new or replayed delivery
-            // (NOTIFY), a place freed (an attempt ended), or the next
-            // scheduled attempt (looked up only when nothing is in flight).
-            let in_flight = leasable.available_permits() < 2 * this.config.max_in_flight;
-            let idle = if in_flight {
-                MAX_IDLE
-            } else {
-                match deliveries::next_due(&this.pool).await {
-                    Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
-                    Ok(None) | Err(_) => MAX_IDLE,
-                }
+                (batch, timeline.next_due())
             };
-            let place_freed = tokio::select! {
-                () = wake.notified() => false,
-                () = freed.notified() => true,
-                () = tokio::time::sleep(idle.clamp(Duration::from_millis(10), MAX_IDLE)) => false,
+
+            if !batch.is_empty() {
+                let ids: Vec<&str> = batch.iter().map(|(id, _, _)| &**id).collect();
+                match deliveries::lease(&this.pool, &ids, lease_secs).await {
+                    Ok(claimed) => {
+                        if failing {
+                            tracing::info!("delivery scheduler reaches postgres again");
+                            failing = false;
+                        }
+                        let mut taken: HashMap<Arc<str>, (i64, Places)> = batch
+                            .into_iter()
+                            .map(|(id, webhook_id, places)| (id, (webhook_id, places)))
+                            .collect();
+                        for delivery in claimed {
+                            let Some((_, places)) = taken.remove(delivery.id.as_str()) else {
+                                continue;
+                            };
+                            let global = global.clone();
+                            let this = this.clone();
+                            let outcomes = outcomes.clone();
+                            let shared = shared.clone();
+                            tokio::spawn(async move {
+                                let webhook_id = delivery.webhook_id;
+                                let in_flight =
+                                    places.endpoint.in_flight.clone().acquire_owned().await;
+                                let request = global.acquire_owned().await;
+                                let outcome = this.attempt(delivery).await;
+                                drop(request);
+                                drop(in_flight);
+                                let _ = outcomes.send(outcome).await;
+                                drop(places);
+                                shared.timeline().unblock(webhook_id);
+                                shared.wake.notify_one();
+                            });
+                        }
+                        // Refused leases: give the places back, and put
+                        // those still pending back in the schedule.
+                        if !taken.is_empty() {
+                            let missed: Vec<(Arc<str>, i64)> = taken
+                                .into_iter()
+                                .map(|(id, (webhook_id, _places))| (id, webhook_id))
+                                .collect();
+                            {
+                                let mut timeline = shared.timeline();
+                                for (_, webhook_id) in &missed {
+                                    timeline.unblock(*webhook_id);
+                                }
+                            }
+                            recheck(&this.pool, &shared, &missed).await;
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "cannot lease deliveries; retrying");
+                            failing = true;
+                        }
+                        let retry_at = Utc::now().timestamp_millis() + RECHECK_MS;
+                        {
+                            let mut timeline = shared.timeline();
+                            for (id, webhook_id, _) in &batch {
+                                timeline.finish(id);
+                                timeline.insert(id, *webhook_id, retry_at);
+                            }
+                        }
+                        drop(batch);
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.wait_for(|stop| *stop) => break,
+                        }
+                    }
+                }
+                continue;
+            }
+
+            // Sleep until something may be due: a new or replayed delivery,
+            // a place freed, a retry recorded, or the next scheduled time.
+            let idle = next_due
+                .map(|at| Duration::from_millis((at - Utc::now().timestamp_millis()).max(0) as u64))
+                .unwrap_or(MAX_IDLE);
+            tokio::select! {
+                () = shared.wake.notified() => {}
+                () = tokio::time::sleep(idle.clamp(Duration::from_millis(1), MAX_IDLE)) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
-            };
-            if place_freed {
-                // Let a few more attempts end, so that one lease query
-                // serves several places.
-                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
 
         // Let the attempts in flight finish (each is bounded by the total
         // timeout), then let the writer record them.
-        let _ = leasable
-            .acquire_many(2 * this.config.max_in_flight as u32)
-            .await;
+        let _ = leasable.acquire_many(2 * max_in_flight as u32).await;
         drop(outcomes);
         let _ = writer.await;
         listener.abort();
+        resync.abort();
     }
 
     /// One attempt of one delivery, as an outcome to record.
     async fn attempt(&self, delivery: Claimed) -> Outcome {
         let now = Utc::now();
+        metrics::histogram!("plausible_webhooks_delivery_lag_seconds").record(
+            (now - delivery.next_attempt_at)
+                .to_std()
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
         let number = delivery.attempts + 1;
         let mut outcome = Outcome {
             id: delivery.id.clone(),
@@ -295,6 +322,13 @@ impl Scheduler {
             .client
             .post(&webhook.url, &headers, Bytes::from(delivery.payload))
             .await;
+        metrics::histogram!("plausible_webhooks_delivery_attempt_duration_seconds").record(
+            match &result {
+                Ok(response) => response.duration,
+                Err(e) => e.duration,
+            }
+            .as_secs_f64(),
+        );
         outcome.attempts = number;
         let result = result.and_then(|response| {
             if (100..=599).contains(&response.status) {
@@ -416,9 +450,8 @@ impl Scheduler {
     }
 }
 
-/// One webhook's places: deliveries leased (twice its limit in the fair
-/// pass, up to `max_in_flight` in the greedy one), and requests in flight
-/// (`delivery.max_in_flight_per_endpoint`).
+/// One webhook's places: deliveries leased (twice its limit of requests in
+/// flight), and requests in flight (`delivery.max_in_flight_per_endpoint`).
 #[derive(Clone)]
 struct Endpoint {
     leased: Arc<Semaphore>,
@@ -426,16 +459,58 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(limit: usize, max_leased: usize) -> Endpoint {
+    fn new(limit: usize) -> Endpoint {
         Endpoint {
-            leased: Arc::new(Semaphore::new(max_leased)),
+            leased: Arc::new(Semaphore::new(2 * limit)),
             in_flight: Arc::new(Semaphore::new(limit)),
         }
     }
 }
 
-/// Records outcomes in batches until every sender is gone.
-async fn write_outcomes(pool: Pool, mut outcomes: mpsc::Receiver<Outcome>, dead_after_secs: f64) {
+/// The places a taken delivery holds until its outcome is handed over.
+struct Places {
+    endpoint: Endpoint,
+    #[allow(dead_code)] // held for its drop
+    leased: OwnedSemaphorePermit,
+    #[allow(dead_code)] // held for its drop
+    lease: OwnedSemaphorePermit,
+}
+
+/// Puts deliveries whose lease was refused back in the schedule if they
+/// are still pending, at the time Postgres says they can next be leased.
+async fn recheck(pool: &Pool, shared: &Shared, missed: &[(Arc<str>, i64)]) {
+    let ids: Vec<&str> = missed.iter().map(|(id, _)| &**id).collect();
+    let soonest = Utc::now().timestamp_millis() + RECHECK_MS;
+    match deliveries::pending_among(pool, &ids).await {
+        Ok(pending) => {
+            let mut timeline = shared.timeline();
+            for (id, _) in missed {
+                timeline.finish(id);
+            }
+            for p in pending {
+                timeline.insert(&p.id, p.webhook_id, p.due.timestamp_millis().max(soonest));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot check refused leases; trying them again");
+            let mut timeline = shared.timeline();
+            for (id, webhook_id) in missed {
+                timeline.finish(id);
+                timeline.insert(id, *webhook_id, soonest);
+            }
+        }
+    }
+}
+
+/// Records outcomes in batches until every sender is gone. Once a batch is
+/// stored, its deliveries leave the taken set, and the retries among them
+/// join the schedule.
+async fn write_outcomes(
+    pool: Pool,
+    mut outcomes: mpsc::Receiver<Outcome>,
+    dead_after_secs: f64,
+    shared: Arc<Shared>,
+) {
     while let Some(first) = outcomes.recv().await {
         let mut batch = vec![first];
         while batch.len() < WRITE_BATCH {
@@ -445,13 +520,13 @@ async fn write_outcomes(pool: Pool, mut outcomes: mpsc::Receiver<Outcome>, dead_
             }
         }
         let mut delay = Duration::from_millis(100);
-        loop {
+        let stored = loop {
             match deliveries::record(&pool, &batch, dead_after_secs).await {
                 Ok(disabled) => {
                     for webhook_id in disabled {
                         tracing::warn!(webhook_id, "webhook disabled");
                     }
-                    break;
+                    break vec![true; batch.len()];
                 }
                 // A row the database refuses would block every other
                 // outcome: record them one by one, and a refused one without
@@ -459,10 +534,11 @@ async fn write_outcomes(pool: Pool, mut outcomes: mpsc::Receiver<Outcome>, dead_
                 // out and the delivery is tried again).
                 Err(e) if e.is_refused_data() => {
                     tracing::error!(error = %e, count = batch.len(), "delivery outcomes refused; recording them one by one");
+                    let mut stored = Vec::with_capacity(batch.len());
                     for outcome in &batch {
-                        record_alone(&pool, outcome, dead_after_secs).await;
+                        stored.push(record_alone(&pool, outcome, dead_after_secs).await);
                     }
-                    break;
+                    break stored;
                 }
                 // Nothing is lost while Postgres is away: the outcomes wait
                 // here (and if the process dies, the leases expire and the
@@ -473,37 +549,87 @@ async fn write_outcomes(pool: Pool, mut outcomes: mpsc::Receiver<Outcome>, dead_
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
+        };
+        let mut timeline = shared.timeline();
+        for (outcome, stored) in batch.iter().zip(stored) {
+            timeline.finish(&outcome.id);
+            let due = if !stored {
+                // Still leased: due when the lease runs out (the next full
+                // read corrects this if need be).
+                Some(Utc::now() + chrono::Duration::seconds(60))
+            } else if outcome.status == "pending" {
+                Some(outcome.next_attempt_at.unwrap_or(outcome.attempted_at))
+            } else {
+                None
+            };
+            if let Some(due) = due {
+                timeline.insert(&outcome.id, outcome.webhook_id, due.timestamp_millis());
+            }
         }
+        drop(timeline);
+        shared.wake.notify_one();
     }
 }
 
-async fn record_alone(pool: &Pool, outcome: &Outcome, dead_after_secs: f64) {
+/// Records one outcome, or failing that the bare outcome without its
+/// attempt. False if neither could be stored.
+async fn record_alone(pool: &Pool, outcome: &Outcome, dead_after_secs: f64) -> bool {
     let one = std::slice::from_ref(outcome);
     if deliveries::record(pool, one, dead_after_secs).await.is_ok() {
-        return;
+        return true;
     }
     let mut bare = outcome.clone();
     bare.attempt = None;
     bare.error = Some("the attempt's result could not be stored".into());
-    if let Err(e) = deliveries::record(pool, std::slice::from_ref(&bare), dead_after_secs).await {
-        tracing::error!(error = %e, delivery_id = %outcome.id, "cannot record a delivery outcome");
+    match deliveries::record(pool, std::slice::from_ref(&bare), dead_after_secs).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, delivery_id = %outcome.id, "cannot record a delivery outcome");
+            false
+        }
     }
 }
 
-/// Wakes the scheduler on every notification, reconnecting as needed.
+/// A notification on `webhook_deliveries_changed`.
+#[derive(Deserialize)]
+struct Changed {
+    id: String,
+    webhook_id: i64,
+    next_attempt_at: DateTime<Utc>,
+}
+
+/// Puts notified deliveries in the schedule, reconnecting as needed. A
+/// (re)connection, an overflow or a payload it cannot read asks for a full
+/// read, since notifications may have been missed.
 async fn listen(
     pg: tokio_postgres::Config,
-    wake: Arc<Notify>,
+    shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         match Listener::connect(&pg, &[CHANNEL]).await {
             Ok(mut listener) => {
-                wake.notify_one();
+                shared.resync.notify_one();
                 loop {
                     tokio::select! {
                         n = listener.notifications.recv() => match n {
-                            Some(_) => wake.notify_one(),
+                            Some(n) => {
+                                match serde_json::from_str::<Changed>(&n.payload) {
+                                    Ok(c) => shared.timeline().insert(
+                                        &c.id,
+                                        c.webhook_id,
+                                        c.next_attempt_at.timestamp_millis(),
+                                    ),
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, payload = %n.payload, "unreadable delivery notification; reading the outbox in full");
+                                        shared.resync.notify_one();
+                                    }
+                                }
+                                if listener.take_overflow() {
+                                    shared.resync.notify_one();
+                                }
+                                shared.wake.notify_one();
+                            }
                             None => break,
                         },
                         _ = shutdown.wait_for(|stop| *stop) => return,
@@ -514,6 +640,48 @@ async fn listen(
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Reads the pending deliveries in full into the schedule: when asked, and
+/// every `delivery.resync_interval_secs`.
+async fn resync(
+    pool: Pool,
+    shared: Arc<Shared>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    loop {
+        let capacity = shared.timeline().capacity() as i64;
+        let result = deliveries::pending(&pool, capacity, |p| {
+            shared
+                .timeline()
+                .insert(&p.id, p.webhook_id, p.due.timestamp_millis());
+        })
+        .await;
+        shared.wake.notify_one();
+        let wait = match result {
+            Ok(()) => {
+                if failing {
+                    tracing::info!("pending deliveries read again");
+                    failing = false;
+                }
+                interval
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read pending deliveries; retrying");
+                    failing = true;
+                }
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shared.resync.notified() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }

@@ -15,27 +15,21 @@ pub struct Claimed {
     pub payload: String,
     /// Attempts made before this one.
     pub attempts: i32,
+    /// When it fell due.
+    pub next_attempt_at: DateTime<Utc>,
     pub inserted_at: DateTime<Utc>,
     pub last_attempt_at: Option<DateTime<Utc>>,
 }
 
-/// Leases up to `limit` due deliveries for `lease_secs`: for a webhook
-/// listed in `places` (webhook id, free places) at most its free places,
-/// for any other at most `per_webhook`.
-pub async fn claim(
-    pool: &Pool,
-    limit: i64,
-    lease_secs: f64,
-    places: &[(i64, i64)],
-    per_webhook: i64,
-) -> Result<Vec<Claimed>, StoreError> {
+/// Leases those of `ids` that are still due for `lease_secs`, and returns
+/// them. An id not returned is not pending, not yet due, or leased by a live
+/// worker.
+pub async fn lease(pool: &Pool, ids: &[&str], lease_secs: f64) -> Result<Vec<Claimed>, StoreError> {
     let client = pool.get().await?;
-    let ids: Vec<i64> = places.iter().map(|p| p.0).collect();
-    let free: Vec<i64> = places.iter().map(|p| p.1).collect();
     let rows = client
         .query(
-            include_str!("sql/deliveries_claim.sql"),
-            &[&limit, &lease_secs, &ids, &free, &per_webhook],
+            include_str!("sql/deliveries_lease.sql"),
+            &[&ids, &lease_secs],
         )
         .await?;
     Ok(rows
@@ -46,31 +40,60 @@ pub async fn claim(
             event_type: r.get("event_type"),
             payload: r.get("payload"),
             attempts: r.get("attempts"),
+            next_attempt_at: r.get("next_attempt_at"),
             inserted_at: r.get("inserted_at"),
             last_attempt_at: r.get("last_attempt_at"),
         })
         .collect())
 }
 
-/// Gives leases back (deliveries claimed beyond a webhook's free places).
-pub async fn release(pool: &Pool, ids: &[String]) -> Result<(), StoreError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let client = pool.get().await?;
-    client
-        .execute(include_str!("sql/deliveries_release.sql"), &[&ids])
-        .await?;
-    Ok(())
+/// A pending delivery, and when it can next be leased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub id: String,
+    pub webhook_id: i64,
+    pub due: DateTime<Utc>,
 }
 
-/// When the next pending delivery is due, if any.
-pub async fn next_due(pool: &Pool) -> Result<Option<DateTime<Utc>>, StoreError> {
+impl Pending {
+    fn from_row(row: &tokio_postgres::Row) -> Pending {
+        Pending {
+            id: row.get("id"),
+            webhook_id: row.get("webhook_id"),
+            due: row.get("due"),
+        }
+    }
+}
+
+/// Those of `ids` that are still pending.
+pub async fn pending_among(pool: &Pool, ids: &[&str]) -> Result<Vec<Pending>, StoreError> {
     let client = pool.get().await?;
-    Ok(client
-        .query_one(include_str!("sql/deliveries_next_due.sql"), &[])
-        .await?
-        .get(0))
+    let rows = client
+        .query(include_str!("sql/deliveries_pending_due.sql"), &[&ids])
+        .await?;
+    Ok(rows.iter().map(Pending::from_row).collect())
+}
+
+/// Up to `limit` pending deliveries, soonest first, handed to `each` as
+/// they stream in.
+pub async fn pending(
+    pool: &Pool,
+    limit: i64,
+    mut each: impl FnMut(Pending),
+) -> Result<(), StoreError> {
+    use futures_util::TryStreamExt;
+    let client = pool.get().await?;
+    let rows = client
+        .query_raw(
+            include_str!("sql/deliveries_pending.sql"),
+            std::iter::once(limit),
+        )
+        .await?;
+    futures_util::pin_mut!(rows);
+    while let Some(row) = rows.try_next().await? {
+        each(Pending::from_row(&row));
+    }
+    Ok(())
 }
 
 /// One delivery's new state after an attempt (or after being given up).

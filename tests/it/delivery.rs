@@ -19,6 +19,7 @@ struct Setup {
     client: Client,
     stream: Running,
     receiver: Receiver,
+    config: Config,
     stop: watch::Sender<bool>,
 }
 
@@ -62,6 +63,7 @@ async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Setup {
         client,
         stream,
         receiver: Receiver::start().await,
+        config,
         stop,
     }
 }
@@ -361,4 +363,93 @@ async fn re_enabling_a_webhook_starts_its_failure_clock_again() {
         .unwrap();
     assert!(row.get::<_, bool>(0), "still enabled");
     assert!(row.get::<_, bool>(1), "the clock started again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_send_each_delivery_once() {
+    let s = setup().await;
+    let webhook = s.webhook("/ok").await;
+    // A second daemon's scheduler on the same outbox.
+    let pool = plausible_webhooks::store::pool(&s.config.postgres).unwrap();
+    let second = Scheduler::new(&s.config, pool, s.stream.registry.clone()).unwrap();
+    let (stop, stop_rx) = watch::channel(false);
+    let running = tokio::spawn(second.run(stop_rx));
+    s.client
+        .execute(
+            "INSERT INTO webhook_deliveries (webhook_id, event_type, payload) SELECT $1, 'webhook.test', '{}' FROM generate_series(1, 400)",
+            &[&webhook],
+        )
+        .await
+        .unwrap();
+    for _ in 0..400 {
+        let left: i64 = s
+            .client
+            .query_one(
+                "SELECT count(*) FROM webhook_deliveries WHERE status <> 'succeeded'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = s.receiver.received();
+    let ids: std::collections::HashSet<&str> = received
+        .iter()
+        .map(|r| r.headers["webhook-id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 400, "every delivery arrived");
+    assert_eq!(received.len(), 400, "none arrived twice");
+    let attempts: i64 = s
+        .client
+        .query_one("SELECT count(*) FROM webhook_delivery_attempts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 400);
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_no_notification_announced_is_found_by_the_full_read() {
+    let s = setup_with(|c| c.delivery.resync_interval_secs = 1).await;
+    let webhook = s.webhook("/ok").await;
+    s.client
+        .batch_execute(
+            "ALTER TABLE webhook_deliveries DISABLE TRIGGER webhook_deliveries_notify_insert",
+        )
+        .await
+        .unwrap();
+    let id = s.enqueue(webhook, "").await;
+    assert_eq!(s.until_status(&id, "succeeded").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_delivery_brought_forward_is_sent_at_once() {
+    let s = setup_with(|c| c.delivery.resync_interval_secs = 3600).await;
+    let webhook = s.webhook("/ok").await;
+    let id: String = s
+        .client
+        .query_one(
+            "INSERT INTO webhook_deliveries (webhook_id, event_type, payload, next_attempt_at) VALUES ($1, 'webhook.test', '{}', now() + interval '1 hour') RETURNING id",
+            &[&webhook],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.receiver.received().is_empty(), "not before it is due");
+    s.client
+        .execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = now() WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    // Within until_status's 10 s, long before the next full read.
+    assert_eq!(s.until_status(&id, "succeeded").await, 1);
 }

@@ -463,22 +463,34 @@ async fn notify_announces_changes_with_id_and_operation() {
         )
     );
 
-    // A new delivery, and a failed one set back to pending (a replay).
-    let delivery: String = client
-        .query_one(
-            "INSERT INTO webhook_deliveries (webhook_id, event_type, payload) VALUES ($1, 'webhook.test', '{}') RETURNING id",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    // A new delivery, and a failed one set back to pending (a replay), with
+    // its webhook and due time.
+    let (delivery, due): (String, String) = {
+        let row = client
+            .query_one(
+                "INSERT INTO webhook_deliveries (webhook_id, event_type, payload) VALUES ($1, 'webhook.test', '{}') RETURNING id, to_json(next_attempt_at)::text",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let due: serde_json::Value = serde_json::from_str(&due).unwrap();
     assert_eq!(
         next(&mut rx).await,
         (
             "webhook_deliveries_changed".into(),
-            serde_json::json!({"op": "INSERT", "id": delivery})
+            serde_json::json!({"op": "INSERT", "id": delivery, "webhook_id": id, "next_attempt_at": due})
         )
     );
+    // Neither a success, nor a retry scheduled later, nor a failure.
+    client
+        .execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = next_attempt_at + interval '1 minute' WHERE id = $1",
+            &[&delivery],
+        )
+        .await
+        .unwrap();
     client
         .execute(
             "UPDATE webhook_deliveries SET status = 'failed' WHERE id = $1",
@@ -488,18 +500,35 @@ async fn notify_announces_changes_with_id_and_operation() {
         .unwrap();
     client
         .execute(
-            "UPDATE webhook_deliveries SET status = 'pending' WHERE id = $1",
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = '2030-01-01T00:00:00Z' WHERE id = $1",
             &[&delivery],
         )
         .await
         .unwrap();
+    let (channel, replay) = next(&mut rx).await;
+    assert_eq!(channel, "webhook_deliveries_changed");
     assert_eq!(
-        next(&mut rx).await,
+        (&replay["op"], &replay["id"], &replay["webhook_id"]),
         (
-            "webhook_deliveries_changed".into(),
-            serde_json::json!({"op": "UPDATE", "id": delivery})
+            &serde_json::json!("UPDATE"),
+            &serde_json::json!(delivery),
+            &serde_json::json!(id)
         )
     );
+    let at = replay["next_attempt_at"].as_str().unwrap();
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(at).unwrap(),
+        chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap()
+    );
+    // A pending delivery brought forward.
+    client
+        .execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = '2029-01-01T00:00:00Z' WHERE id = $1",
+            &[&delivery],
+        )
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx).await.1["op"], "UPDATE");
 
     client
         .execute("DELETE FROM webhooks WHERE id = $1", &[&id])
