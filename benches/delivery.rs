@@ -5,7 +5,9 @@
 //! is idle.
 //!
 //! Run with `cargo bench --bench delivery`. BENCH_BACKLOG (default 100000)
-//! sets the backlog.
+//! sets the backlog, BENCH_PER_ENDPOINT `delivery.max_in_flight_per_endpoint`
+//! (default: the config's default). DATABASE_URL runs it on an existing
+//! server instead of the harness's throwaway one.
 
 mod support;
 
@@ -126,6 +128,12 @@ async fn database(
     .expect("seed");
     config.delivery.allow_http = true;
     config.delivery.allowed_cidrs = vec!["127.0.0.0/8".into()];
+    if let Some(n) = std::env::var("BENCH_PER_ENDPOINT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.delivery.max_in_flight_per_endpoint = n;
+    }
     (config, db)
 }
 

@@ -162,3 +162,94 @@ async fn a_missing_ca_file_is_a_clear_error() {
     .expect("refused");
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
+
+/// A receiver that speaks only HTTP/2 over TLS (ALPN `h2`), with a
+/// certificate trusted through `delivery.ca_files`.
+#[tokio::test]
+async fn http2_is_negotiated_over_tls_and_its_connection_reused() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("receiver-ca.pem");
+    std::fs::write(&ca, key.cert.pem()).unwrap();
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![key.cert.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der())),
+    )
+    .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                while let Some(Ok((request, mut respond))) = conn.accept().await {
+                    let (parts, mut body) = request.into_parts();
+                    let mut bytes = Vec::new();
+                    while let Some(Ok(chunk)) = body.data().await {
+                        let _ = body.flow_control().release_capacity(chunk.len());
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    let _ = tx.send((parts.version, parts.headers, bytes));
+                    let response = http::Response::builder().status(200).body(()).unwrap();
+                    if let Ok(mut stream) = respond.send_response(response, false) {
+                        let _ = stream.send_data(Bytes::from_static(b"answered over h2"), true);
+                    }
+                }
+            });
+        }
+    });
+
+    let client = DeliveryClient::new(&delivery_config(|c| {
+        c.allow_http = false;
+        c.ca_files = vec![ca.clone()];
+    }))
+    .unwrap();
+    let url = url::Url::parse(&format!("https://127.0.0.1:{port}/hook")).unwrap();
+    for _ in 0..3 {
+        let response = post(&client, url.clone()).await.unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.snippet, "answered over h2");
+    }
+    for _ in 0..3 {
+        let (version, headers, body) = rx.recv().await.unwrap();
+        assert_eq!(version, http::Version::HTTP_2);
+        assert_eq!(headers["webhook-id"], "msg_client_test");
+        assert!(
+            headers["webhook-signature"]
+                .to_str()
+                .unwrap()
+                .starts_with("v1,")
+        );
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(body, b"{\"type\":\"webhook.test\"}");
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one pooled connection"
+    );
+}
