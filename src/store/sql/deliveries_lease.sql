@@ -6,7 +6,8 @@
 -- flight. A row another transaction is leasing is waited for and then
 -- re-checked, so it is leased once.
 UPDATE webhook_deliveries AS d
-SET leased_until = now() + make_interval(secs => $2::float8)
+SET leased_until = now() + make_interval(secs => $2::float8),
+    updated_at = now()
 WHERE d.id = ANY($1::text[])
   AND d.status = 'pending'
   AND d.next_attempt_at <= now()

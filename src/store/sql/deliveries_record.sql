@@ -8,7 +8,8 @@ SET status = o.status,
     last_attempt_at = o.attempted_at,
     last_status_code = o.status_code,
     last_error = o.error,
-    delivered_at = coalesce(o.delivered_at, d.delivered_at)
+    delivered_at = coalesce(o.delivered_at, d.delivered_at),
+    updated_at = now()
 FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[],
             $6::int[], $7::text[], $8::timestamptz[])
      AS o(id, status, attempts, next_attempt_at, attempted_at, status_code, error, delivered_at)
