@@ -34,7 +34,7 @@ use super::signing::sign;
 use crate::changes::listener::Listener;
 use crate::config::{Config, DeliveryConfig};
 use crate::registry::RegistryHandle;
-use crate::store::deliveries::{self, Attempt, Claimed, Outcome};
+use crate::store::deliveries::{self, Attempt, Claimed, DeadEndpoints, Outcome};
 use crate::store::{self, StoreError};
 use timeline::Timeline;
 
@@ -112,11 +112,14 @@ impl Scheduler {
             wake: Notify::new(),
             resync: Notify::new(),
         });
+        // Twice the total timeout: a live worker always finishes first.
+        let lease_secs = (this.config.request_timeout_secs * 2 + 5) as f64;
         let (outcomes, outcomes_rx) = mpsc::channel::<Outcome>(this.config.max_in_flight * 2);
         let writer = tokio::spawn(write_outcomes(
             this.pool.clone(),
             outcomes_rx,
-            this.config.disable_endpoint_after_secs as f64,
+            dead_endpoints(this.config.disable_endpoint_after_secs),
+            lease_secs,
             shared.clone(),
         ));
         let listener = tokio::spawn(listen(this.pg.clone(), shared.clone(), shutdown.clone()));
@@ -133,8 +136,6 @@ impl Scheduler {
         let global = Arc::new(Semaphore::new(max_in_flight));
         let leasable = Arc::new(Semaphore::new(2 * max_in_flight));
         let mut endpoints: HashMap<i64, Endpoint> = HashMap::new();
-        // Twice the total timeout: a live worker always finishes first.
-        let lease_secs = (this.config.request_timeout_secs * 2 + 5) as f64;
         let mut failing = false;
 
         loop {
@@ -160,8 +161,8 @@ impl Scheduler {
                         let lease = leasable.clone().try_acquire_owned().ok()?;
                         Some(Places {
                             endpoint,
-                            leased,
-                            lease,
+                            _leased: leased,
+                            _lease: lease,
                         })
                     })
                 } else {
@@ -470,10 +471,8 @@ impl Endpoint {
 /// The places a taken delivery holds until its outcome is handed over.
 struct Places {
     endpoint: Endpoint,
-    #[allow(dead_code)] // held for its drop
-    leased: OwnedSemaphorePermit,
-    #[allow(dead_code)] // held for its drop
-    lease: OwnedSemaphorePermit,
+    _leased: OwnedSemaphorePermit,
+    _lease: OwnedSemaphorePermit,
 }
 
 /// Puts deliveries whose lease was refused back in the schedule if they
@@ -508,7 +507,8 @@ async fn recheck(pool: &Pool, shared: &Shared, missed: &[(Arc<str>, i64)]) {
 async fn write_outcomes(
     pool: Pool,
     mut outcomes: mpsc::Receiver<Outcome>,
-    dead_after_secs: f64,
+    dead: DeadEndpoints,
+    lease_secs: f64,
     shared: Arc<Shared>,
 ) {
     while let Some(first) = outcomes.recv().await {
@@ -521,7 +521,7 @@ async fn write_outcomes(
         }
         let mut delay = Duration::from_millis(100);
         let stored = loop {
-            match deliveries::record(&pool, &batch, dead_after_secs).await {
+            match deliveries::record(&pool, &batch, &dead).await {
                 Ok(disabled) => {
                     for webhook_id in disabled {
                         tracing::warn!(webhook_id, "webhook disabled");
@@ -536,7 +536,7 @@ async fn write_outcomes(
                     tracing::error!(error = %e, count = batch.len(), "delivery outcomes refused; recording them one by one");
                     let mut stored = Vec::with_capacity(batch.len());
                     for outcome in &batch {
-                        stored.push(record_alone(&pool, outcome, dead_after_secs).await);
+                        stored.push(record_alone(&pool, outcome, &dead).await);
                     }
                     break stored;
                 }
@@ -554,9 +554,8 @@ async fn write_outcomes(
         for (outcome, stored) in batch.iter().zip(stored) {
             timeline.finish(&outcome.id);
             let due = if !stored {
-                // Still leased: due when the lease runs out (the next full
-                // read corrects this if need be).
-                Some(Utc::now() + chrono::Duration::seconds(60))
+                // Still leased: due when the lease runs out at the latest.
+                Some(Utc::now() + chrono::Duration::milliseconds((lease_secs * 1000.0) as i64))
             } else if outcome.status == "pending" {
                 Some(outcome.next_attempt_at.unwrap_or(outcome.attempted_at))
             } else {
@@ -573,15 +572,15 @@ async fn write_outcomes(
 
 /// Records one outcome, or failing that the bare outcome without its
 /// attempt. False if neither could be stored.
-async fn record_alone(pool: &Pool, outcome: &Outcome, dead_after_secs: f64) -> bool {
+async fn record_alone(pool: &Pool, outcome: &Outcome, dead: &DeadEndpoints) -> bool {
     let one = std::slice::from_ref(outcome);
-    if deliveries::record(pool, one, dead_after_secs).await.is_ok() {
+    if deliveries::record(pool, one, dead).await.is_ok() {
         return true;
     }
     let mut bare = outcome.clone();
     bare.attempt = None;
     bare.error = Some("the attempt's result could not be stored".into());
-    match deliveries::record(pool, std::slice::from_ref(&bare), dead_after_secs).await {
+    match deliveries::record(pool, std::slice::from_ref(&bare), dead).await {
         Ok(_) => true,
         Err(e) => {
             tracing::error!(error = %e, delivery_id = %outcome.id, "cannot record a delivery outcome");
@@ -685,6 +684,27 @@ async fn resync(
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
+}
+
+/// `delivery.disable_endpoint_after_secs`, and the reason the web app shows.
+fn dead_endpoints(after_secs: u64) -> DeadEndpoints {
+    DeadEndpoints {
+        after_secs: after_secs as f64,
+        reason: format!(
+            "every delivery has failed for {}; re-enable the webhook once the endpoint works again",
+            humanize(after_secs)
+        ),
+    }
+}
+
+fn humanize(secs: u64) -> String {
+    let (n, unit) = match secs {
+        s if s > 0 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s > 0 && s % 3600 == 0 => (s / 3600, "hour"),
+        s if s > 0 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 fn millis(d: Duration) -> i32 {

@@ -126,14 +126,21 @@ pub struct Attempt {
     pub snippet: Option<String>,
 }
 
+/// When an endpoint counts as dead: all its attempts failing for
+/// `after_secs`; it is then disabled with `reason`.
+#[derive(Debug, Clone)]
+pub struct DeadEndpoints {
+    pub after_secs: f64,
+    pub reason: String,
+}
+
 /// Writes a batch of outcomes in one transaction: the deliveries, their
-/// attempts, endpoint health, and the webhooks to disable (a 410, or all
-/// attempts failing for `dead_after_secs`). Returns the ids of the webhooks
-/// it disabled.
+/// attempts, endpoint health, and the webhooks to disable (a 410, or a dead
+/// endpoint). Returns the ids of the webhooks it disabled.
 pub async fn record(
     pool: &Pool,
     outcomes: &[Outcome],
-    dead_after_secs: f64,
+    dead: &DeadEndpoints,
 ) -> Result<Vec<i64>, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -208,14 +215,10 @@ pub async fn record(
         .map(|o| o.webhook_id)
         .collect();
     if !failing.is_empty() {
-        let reason = format!(
-            "every delivery has failed for {}; re-enable the webhook once the endpoint works again",
-            humanize(dead_after_secs)
-        );
         for row in tx
             .query(
                 include_str!("sql/webhooks_disable_dead.sql"),
-                &[&failing, &dead_after_secs, &reason],
+                &[&failing, &dead.after_secs, &dead.reason],
             )
             .await?
         {
@@ -224,15 +227,4 @@ pub async fn record(
     }
     tx.commit().await?;
     Ok(disabled)
-}
-
-fn humanize(secs: f64) -> String {
-    let secs = secs as u64;
-    let (n, unit) = match secs {
-        s if s > 0 && s % 86_400 == 0 => (s / 86_400, "day"),
-        s if s > 0 && s % 3600 == 0 => (s / 3600, "hour"),
-        s if s > 0 && s % 60 == 0 => (s / 60, "minute"),
-        s => (s, "second"),
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
