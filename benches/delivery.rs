@@ -206,7 +206,7 @@ async fn latency(receiver: &Receiver) {
         .await
         .expect("prepare");
     let mut samples = Vec::new();
-    for _ in 0..300 {
+    'probes: for _ in 0..300 {
         let before = receiver.arrivals.lock().expect("lock").len();
         let id: String = db.query_one(&insert, &[]).await.expect("insert").get(0);
         let committed = Instant::now();
@@ -222,11 +222,18 @@ async fn latency(receiver: &Receiver) {
                 samples.push(at.saturating_duration_since(committed));
                 break;
             }
+            if committed.elapsed() > Duration::from_secs(30) {
+                println!("delivery: {id} did not arrive within 30 s; latency probes stopped");
+                break 'probes;
+            }
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop.send(true);
+    if samples.is_empty() {
+        return;
+    }
     samples.sort();
     let pct =
         |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];

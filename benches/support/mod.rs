@@ -30,13 +30,16 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// Creates database `name` with Plausible's tables and the daemon's
-/// migrations; returns the defaults pointed at it, and a client.
+/// Creates database `name` afresh (dropping one left by an earlier run on
+/// a server named by `DATABASE_URL`) with Plausible's tables and the
+/// daemon's migrations; returns the defaults pointed at it, and a client.
 pub async fn database(name: &str) -> (Config, tokio_postgres::Client) {
     let servers = servers::servers();
     let admin = connect(&servers.postgres_admin_url).await;
     admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+        ))
         .await
         .expect("create database");
     let url = match servers.postgres_admin_url.rsplit_once('/') {

@@ -30,8 +30,12 @@ ensure_python_tools() {
         return 0
     fi
     local venv=target/python-venv
-    if [ ! -x "$venv/bin/python" ]; then
+    # A venv whose pip does not run (python3-venv was missing when it was
+    # made) is made again.
+    if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+        rm -rf "$venv"
         if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+            rm -rf "$venv"
             if [ "$(id -u)" -eq 0 ]; then
                 apt-get update -qq
                 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null
