@@ -238,7 +238,9 @@ impl ChangeStream {
         }
 
         tx.commit().await.map_err(StoreError::from)?;
-        self.write_verdicts(&verdicts).await?;
+        // On the connection already held: a second checkout could wait
+        // forever on a pool of one.
+        webhooks::write_verdicts(&**client, &verdicts).await?;
         Ok(changed)
     }
 
@@ -250,10 +252,12 @@ impl ChangeStream {
         changed: &mut Changed,
     ) {
         let mut registry = self.registry.write();
-        let old = registry.site(site).cloned();
+        let old = registry.site_shared(site);
         registry.replace_site(site, rows, &self.rules, verdicts);
         let new = registry.site(site);
-        changed.webhooks.extend(changed_webhooks(old.as_ref(), new));
+        changed
+            .webhooks
+            .extend(changed_webhooks(old.as_deref(), new));
         if let (Some(old), Some(new)) = (&old, new)
             && (old.domain != new.domain || old.timezone != new.timezone)
         {
@@ -370,7 +374,7 @@ impl ChangeStream {
                     .write()
                     .replace_goals(&applied.new_sites, rows);
             }
-            self.write_verdicts(&applied.verdicts).await?;
+            webhooks::write_verdicts(&**client, &applied.verdicts).await?;
         }
 
         if !ids.goals.is_empty() {
@@ -393,15 +397,6 @@ impl ChangeStream {
         metrics::histogram!("plausible_webhooks_registry_apply_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         Ok(ids.unreadable > 0)
-    }
-
-    async fn write_verdicts(&self, verdicts: &[webhooks::Verdict]) -> Result<(), ChangesError> {
-        if verdicts.is_empty() {
-            return Ok(());
-        }
-        let client = self.pool.get().await.map_err(StoreError::from)?;
-        webhooks::write_verdicts(&**client, verdicts).await?;
-        Ok(())
     }
 }
 
