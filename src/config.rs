@@ -380,9 +380,9 @@ impl Config {
             &|| "must be between 1 and 1024".into(),
         );
         check(
-            pg.connect_timeout_secs >= 1,
+            (1..=3600).contains(&pg.connect_timeout_secs),
             "postgres.connect_timeout_secs",
-            &|| "must be at least 1".into(),
+            &|| "must be between 1 and 3600".into(),
         );
 
         let ch = &self.clickhouse;
@@ -409,15 +409,15 @@ impl Config {
             "must not be empty".into()
         });
         check(
-            ch.request_timeout_secs >= 1,
+            (1..=3600).contains(&ch.request_timeout_secs),
             "clickhouse.request_timeout_secs",
-            &|| "must be at least 1".into(),
+            &|| "must be between 1 and 3600".into(),
         );
 
         check(
-            self.registry.reconcile_interval_secs >= 1,
+            (1..=86_400).contains(&self.registry.reconcile_interval_secs),
             "registry.reconcile_interval_secs",
-            &|| "must be at least 1".into(),
+            &|| "must be between 1 and 86400".into(),
         );
 
         let tr = &self.triggers;
@@ -455,14 +455,14 @@ impl Config {
 
         let d = &self.delivery;
         check(
-            d.connect_timeout_secs >= 1,
+            (1..=3600).contains(&d.connect_timeout_secs),
             "delivery.connect_timeout_secs",
-            &|| "must be at least 1".into(),
+            &|| "must be between 1 and 3600".into(),
         );
         check(
-            d.request_timeout_secs >= d.connect_timeout_secs.max(1),
+            (d.connect_timeout_secs.max(1)..=3600).contains(&d.request_timeout_secs),
             "delivery.request_timeout_secs",
-            &|| "must be at least 1 and at least delivery.connect_timeout_secs".into(),
+            &|| "must be at least delivery.connect_timeout_secs and at most 3600".into(),
         );
         check(d.max_in_flight >= 1, "delivery.max_in_flight", &|| {
             "must be at least 1".into()
@@ -487,9 +487,9 @@ impl Config {
             &|| "must list 1 to 50 waits, each between 1 and 604800 seconds".into(),
         );
         check(
-            d.disable_endpoint_after_secs >= 60,
+            (60..=366 * 86_400).contains(&d.disable_endpoint_after_secs),
             "delivery.disable_endpoint_after_secs",
-            &|| "must be at least 60".into(),
+            &|| "must be between 60 and 31622400 (366 days)".into(),
         );
         for cidr in &d.allowed_cidrs {
             if let Err(e) = parse_cidr(cidr) {
