@@ -93,6 +93,9 @@ pub struct TriggerEngine {
     registry: RegistryHandle,
     config: TriggersConfig,
     state: State,
+    /// A commit failed, perhaps after it had landed (its acknowledgement
+    /// lost): `state` may be behind Postgres and is read again first.
+    stale: bool,
 }
 
 impl TriggerEngine {
@@ -108,6 +111,7 @@ impl TriggerEngine {
             registry,
             config: config.triggers.clone(),
             state: State::default(),
+            stale: false,
         }
     }
 
@@ -174,8 +178,11 @@ impl TriggerEngine {
 
     /// Reads the durable state into memory (`run` does this first).
     pub async fn load(&mut self) -> Result<(), TriggerError> {
-        let retention_start =
-            Utc::now() - chrono::Duration::hours(i64::from(self.config.goal_count_retention_hours));
+        // An hour more than the ticks keep: this is the daemon's clock, the
+        // ticks use ClickHouse's, and a count missing here would be counted
+        // again. The first tick prunes the surplus.
+        let retention_start = Utc::now()
+            - chrono::Duration::hours(i64::from(self.config.goal_count_retention_hours) + 1);
         let loaded = state_store::load(&self.pool, retention_start).await?;
         self.state = State {
             cursor: loaded.cursor.map(secs),
@@ -230,6 +237,10 @@ impl TriggerEngine {
 
     /// One pass; see the module documentation.
     pub async fn tick(&mut self) -> Result<TickReport, TriggerError> {
+        if self.stale {
+            self.load().await?;
+            self.stale = false;
+        }
         let mut clickhouse_time = Duration::ZERO;
         let now = timed(&mut clickhouse_time, queries::server_now(&self.analytics)).await?;
         let now_minute = now - now % 60;
@@ -605,7 +616,13 @@ impl TriggerEngine {
             .collect();
         report.clickhouse_time = clickhouse_time;
         if !write.is_empty() {
-            report.enqueued = state_store::commit_tick(&self.pool, &write).await?;
+            report.enqueued = match state_store::commit_tick(&self.pool, &write).await {
+                Ok(enqueued) => enqueued,
+                Err(e) => {
+                    self.stale = true;
+                    return Err(e.into());
+                }
+            };
         }
 
         // Committed: remember.
@@ -624,9 +641,13 @@ impl TriggerEngine {
             metrics::counter!("plausible_webhooks_trigger_events_total", "type" => d.event_type)
                 .increment(1);
         }
+        // The tick is committed whatever comes of pruning; a failed prune
+        // is tried again next tick.
         if now.saturating_sub(self.state.last_prune) >= PRUNE_EVERY_SECS {
-            self.prune(retention_start).await?;
-            self.state.last_prune = now;
+            match self.prune(retention_start).await {
+                Ok(()) => self.state.last_prune = now,
+                Err(e) => tracing::warn!(error = %e, "cannot prune old goal counts; retrying"),
+            }
         }
         Ok(report)
     }

@@ -566,6 +566,41 @@ async fn a_restart_and_late_rows_count_every_completion_exactly_once() {
     assert_eq!(w.completions().await, 5);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_commit_the_engine_reads_its_state_again() {
+    let w = World::with_buy_goal().await;
+    let buy = |user| Ev {
+        name: "Buy",
+        ..pv(1, user, "/")
+    };
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+    w.events(&[buy(1), buy(2)]).await;
+
+    // Its commit fails...
+    w.client
+        .batch_execute(
+            "ALTER TABLE webhook_deliveries ADD CONSTRAINT test_refuse_all CHECK (false) NOT VALID",
+        )
+        .await
+        .unwrap();
+    assert!(engine.tick().await.is_err());
+    w.client
+        .batch_execute("ALTER TABLE webhook_deliveries DROP CONSTRAINT test_refuse_all")
+        .await
+        .unwrap();
+    // ...though the same work may have landed (an acknowledgement lost),
+    // here committed by a second engine.
+    w.engine().await.tick().await.unwrap();
+    assert_eq!(w.completions().await, 2);
+
+    // The first engine does not count those completions again (a second
+    // later, so that a repeat would not share the delivery's dedupe key).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.completions().await, 2);
+}
+
 /// A TCP proxy to ClickHouse that can be cut and restored.
 struct Proxy {
     addr: std::net::SocketAddr,
