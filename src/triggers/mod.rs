@@ -711,18 +711,21 @@ impl Plan {
             spike_windows: BTreeMap::new(),
             drop_sites: Vec::new(),
         };
-        let mut spike_sites = HashSet::new();
         for bucket in changed {
             let Some(site) = registry.site_shared(bucket.site_id as i64) else {
                 continue;
             };
             if bucket.minute >= retention_start
                 && !site.goals.is_empty()
-                && site.webhooks.iter().any(|w| w.goals.is_some())
+                && site
+                    .webhooks
+                    .iter()
+                    .any(|w| w.subscribes_to(EventType::GoalCompleted))
             {
                 plan.goal_buckets.push((bucket.site_id, bucket.minute));
             }
-            if spike_sites.insert(site.id) {
+            // A site's spike windows are listed once, at its first bucket.
+            if !plan.sites.contains_key(&site.id) {
                 let mut windows: Vec<u32> = site
                     .webhooks
                     .iter()
@@ -742,7 +745,11 @@ impl Plan {
         if drop_due {
             let drop_sites: Vec<i64> = registry
                 .sites()
-                .filter(|s| s.webhooks.iter().any(|w| w.drop.is_some()))
+                .filter(|s| {
+                    s.webhooks
+                        .iter()
+                        .any(|w| w.subscribes_to(EventType::TrafficDrop))
+                })
                 .map(|s| s.id)
                 .collect();
             for id in drop_sites {
@@ -751,10 +758,6 @@ impl Plan {
                     plan.sites.entry(id).or_insert(site);
                 }
             }
-        }
-        for sites in plan.spike_windows.values_mut() {
-            sites.sort_unstable();
-            sites.dedup();
         }
         plan
     }
