@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use crate::postgres_schema::SECRET;
 use crate::registry::{Running, eventually, run_change_stream};
 use crate::support::receiver::Receiver;
-use crate::support::{TestPostgres, config_pg};
+use crate::support::{TestPostgres, config_pg, wait_for};
 
 struct Setup {
     _db: TestPostgres,
@@ -102,21 +102,46 @@ impl Setup {
 
     /// Waits until the delivery's status is `status`; returns its attempts.
     async fn until_status(&self, id: &str, status: &str) -> i32 {
-        for _ in 0..200 {
-            let row = self
-                .client
-                .query_one(
-                    "SELECT status, attempts FROM webhook_deliveries WHERE id = $1",
-                    &[&id],
-                )
-                .await
-                .unwrap();
-            if row.get::<_, String>(0) == status {
-                return row.get(1);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("delivery {id} never became {status}");
+        let mut attempts = 0;
+        wait_for(
+            &format!("delivery {id} is {status}"),
+            Duration::from_secs(10),
+            async || {
+                let row = self
+                    .client
+                    .query_one(
+                        "SELECT status, attempts FROM webhook_deliveries WHERE id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .unwrap();
+                attempts = row.get(1);
+                row.get::<_, String>(0) == status
+            },
+        )
+        .await;
+        attempts
+    }
+
+    /// Waits until no delivery is left unsucceeded.
+    async fn until_all_succeeded(&self) {
+        wait_for(
+            "every delivery succeeded",
+            Duration::from_secs(20),
+            async || {
+                let left: i64 = self
+                    .client
+                    .query_one(
+                        "SELECT count(*) FROM webhook_deliveries WHERE status <> 'succeeded'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                left == 0
+            },
+        )
+        .await;
     }
 
     async fn attempts(&self, id: &str) -> Vec<(i32, Option<i32>, Option<String>)> {
@@ -212,13 +237,13 @@ async fn gone_disables_the_webhook_and_retry_after_is_honoured() {
 
     let slow = s.webhook("/retry-after").await;
     let id = s.enqueue(slow, "").await;
-    for _ in 0..100 {
-        if !s.attempts(&id).await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The attempt and the delivery's new state are one transaction.
+    wait_for(
+        "the first attempt is recorded",
+        Duration::from_secs(5),
+        async || !s.attempts(&id).await.is_empty(),
+    )
+    .await;
     let wait: f64 = s
         .client
         .query_one(
@@ -266,34 +291,35 @@ async fn an_endpoint_failing_for_the_configured_period_is_disabled() {
         .await
         .unwrap();
     let id = s.enqueue(webhook, "").await;
-    for _ in 0..100 {
-        let enabled: bool = s
-            .client
-            .query_one("SELECT enabled FROM webhooks WHERE id = $1", &[&webhook])
-            .await
-            .unwrap()
-            .get(0);
-        if !enabled {
-            let reason: String = s
+    wait_for(
+        "the webhook is disabled",
+        Duration::from_secs(5),
+        async || {
+            let enabled: bool = s
                 .client
-                .query_one(
-                    "SELECT disabled_reason FROM webhooks WHERE id = $1",
-                    &[&webhook],
-                )
+                .query_one("SELECT enabled FROM webhooks WHERE id = $1", &[&webhook])
                 .await
                 .unwrap()
                 .get(0);
-            assert!(
-                reason.contains("1 hours") || reason.contains("failed for"),
-                "{reason}"
-            );
-            // Its pending delivery is given up once the registry drops it.
-            s.until_status(&id, "failed").await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the webhook was not disabled");
+            !enabled
+        },
+    )
+    .await;
+    let reason: String = s
+        .client
+        .query_one(
+            "SELECT disabled_reason FROM webhooks WHERE id = $1",
+            &[&webhook],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        reason.contains("1 hours") || reason.contains("failed for"),
+        "{reason}"
+    );
+    // Its pending delivery is given up once the registry drops it.
+    s.until_status(&id, "failed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,21 +407,7 @@ async fn two_schedulers_send_each_delivery_once() {
         )
         .await
         .unwrap();
-    for _ in 0..400 {
-        let left: i64 = s
-            .client
-            .query_one(
-                "SELECT count(*) FROM webhook_deliveries WHERE status <> 'succeeded'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.until_all_succeeded().await;
     let received = s.receiver.received();
     let ids: std::collections::HashSet<&str> = received
         .iter()

@@ -19,6 +19,23 @@ pub const POSTGRES_FIXTURE: &str = include_str!("../../fixtures/postgres/plausib
 /// Plausible's `events_v2`, with `{database}` and `{events_table}`.
 pub const CLICKHOUSE_FIXTURE: &str = include_str!("../../fixtures/clickhouse/events_v2.sql");
 
+/// Polls `check` every 50 ms until it holds; panics naming `what` once
+/// `limit` has passed.
+pub async fn wait_for(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
