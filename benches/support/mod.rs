@@ -37,9 +37,11 @@ pub async fn database(name: &str) -> (Config, tokio_postgres::Client) {
     let servers = servers::servers();
     let admin = connect(&servers.postgres_admin_url).await;
     admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .expect("drop database");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create database");
     let url = match servers.postgres_admin_url.rsplit_once('/') {

@@ -26,12 +26,11 @@ pub struct Claimed {
 /// worker.
 pub async fn lease(pool: &Pool, ids: &[&str], lease_secs: f64) -> Result<Vec<Claimed>, StoreError> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            include_str!("sql/deliveries_lease.sql"),
-            &[&ids, &lease_secs],
-        )
+    // The scheduler's hot statements are prepared once per connection.
+    let statement = client
+        .prepare_cached(include_str!("sql/deliveries_lease.sql"))
         .await?;
+    let rows = client.query(&statement, &[&ids, &lease_secs]).await?;
     Ok(rows
         .iter()
         .map(|r| Claimed {
@@ -154,7 +153,8 @@ pub async fn record(
     let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
     let delivered: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.delivered_at).collect();
     tx.execute(
-        include_str!("sql/deliveries_record.sql"),
+        &tx.prepare_cached(include_str!("sql/deliveries_record.sql"))
+            .await?,
         &[
             &ids, &statuses, &attempts, &next, &at, &codes, &errors, &delivered,
         ],
@@ -176,7 +176,8 @@ pub async fn record(
         let snippets: Vec<Option<&str>> =
             logged.iter().map(|(_, a)| a.snippet.as_deref()).collect();
         tx.execute(
-            include_str!("sql/attempts_insert.sql"),
+            &tx.prepare_cached(include_str!("sql/attempts_insert.sql"))
+                .await?,
             &[
                 &ids, &numbers, &started, &durations, &codes, &kinds, &errors, &snippets,
             ],
@@ -190,7 +191,8 @@ pub async fn record(
             .collect();
         let at: Vec<DateTime<Utc>> = logged.iter().map(|(_, a)| a.started_at).collect();
         tx.execute(
-            include_str!("sql/endpoint_health_update.sql"),
+            &tx.prepare_cached(include_str!("sql/endpoint_health_update.sql"))
+                .await?,
             &[&webhooks, &ok, &at],
         )
         .await?;
@@ -217,7 +219,8 @@ pub async fn record(
     if !failing.is_empty() {
         for row in tx
             .query(
-                include_str!("sql/webhooks_disable_dead.sql"),
+                &tx.prepare_cached(include_str!("sql/webhooks_disable_dead.sql"))
+                    .await?,
                 &[&failing, &dead.after_secs, &dead.reason],
             )
             .await?
