@@ -20,7 +20,7 @@ mod timeline;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -42,6 +42,14 @@ use timeline::Timeline;
 const CHANNEL: &str = "webhook_deliveries_changed";
 /// Deliveries leased per query at most.
 const LEASE_BATCH: usize = 500;
+/// Deliveries leased per webhook at most, as a multiple of its limit of
+/// requests in flight: the next ones are ready when a request ends, and one
+/// lease query serves several places. A delivery whose lease would run out
+/// before its request could end is not sent on it (see `LEASE_MARGIN`).
+const LEASE_AHEAD: usize = 4;
+/// Time a lease must have left, beyond the request timeout, for an attempt
+/// to start on it.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
 /// Outcomes written per transaction at most.
 const WRITE_BATCH: usize = 1000;
 /// Pending deliveries the in-memory schedule holds at most (about 150 bytes
@@ -112,8 +120,10 @@ impl Scheduler {
             wake: Notify::new(),
             resync: Notify::new(),
         });
-        // Twice the total timeout: a live worker always finishes first.
+        // Twice the total timeout: room to wait for a place, then send.
         let lease_secs = (this.config.request_timeout_secs * 2 + 5) as f64;
+        let lease = Duration::from_secs_f64(lease_secs);
+        let request_timeout = Duration::from_secs(this.config.request_timeout_secs);
         let (outcomes, outcomes_rx) = mpsc::channel::<Outcome>(this.config.max_in_flight * 2);
         let writer = tokio::spawn(write_outcomes(
             this.pool.clone(),
@@ -142,16 +152,16 @@ impl Scheduler {
             if *shutdown.borrow() {
                 break;
             }
-            // Take what is due, as far as there is room: at most twice a
-            // webhook's limit of requests in flight leased per webhook (so
-            // the next is ready when one ends), and twice the global limit
-            // in all.
+            // Take what is due, as far as there is room: at most
+            // LEASE_AHEAD times a webhook's limit of requests in flight
+            // leased per webhook, and twice the global limit in all.
             let free = leasable.available_permits().min(LEASE_BATCH);
             let (batch, next_due) = {
                 let mut timeline = shared.timeline();
                 timeline.promote(Utc::now().timestamp_millis());
                 let batch = if free > 0 {
-                    endpoints.retain(|_, e| e.leased.available_permits() < 2 * per_webhook);
+                    endpoints
+                        .retain(|_, e| e.leased.available_permits() < LEASE_AHEAD * per_webhook);
                     timeline.take(free, |webhook_id| {
                         let endpoint = endpoints
                             .entry(webhook_id)
@@ -179,6 +189,8 @@ impl Scheduler {
 
             if !batch.is_empty() {
                 let ids: Vec<&str> = batch.iter().map(|(id, _, _)| &**id).collect();
+                // The leases run from a moment after this.
+                let leased_at = Instant::now();
                 match deliveries::lease(&this.pool, &ids, lease_secs).await {
                     Ok(claimed) => {
                         if failing {
@@ -202,6 +214,26 @@ impl Scheduler {
                                 let in_flight =
                                     places.endpoint.in_flight.clone().acquire_owned().await;
                                 let request = global.acquire_owned().await;
+                                // Waiting for a place took too much of the
+                                // lease (a slow receiver): leave it to run
+                                // out, and take the delivery again then.
+                                let left = lease.saturating_sub(leased_at.elapsed());
+                                if left < request_timeout + LEASE_MARGIN {
+                                    drop(request);
+                                    drop(in_flight);
+                                    tracing::debug!(delivery_id = %delivery.id, "lease too short to send on; taken again when it runs out");
+                                    let due = Utc::now().timestamp_millis()
+                                        + (left + LEASE_MARGIN).as_millis() as i64;
+                                    {
+                                        let mut timeline = shared.timeline();
+                                        timeline.finish(&delivery.id);
+                                        timeline.insert(&delivery.id, webhook_id, due);
+                                    }
+                                    drop(places);
+                                    shared.timeline().unblock(webhook_id);
+                                    shared.wake.notify_one();
+                                    return;
+                                }
                                 let outcome = this.attempt(delivery).await;
                                 drop(request);
                                 drop(in_flight);
@@ -451,8 +483,9 @@ impl Scheduler {
     }
 }
 
-/// One webhook's places: deliveries leased (twice its limit of requests in
-/// flight), and requests in flight (`delivery.max_in_flight_per_endpoint`).
+/// One webhook's places: deliveries leased (`LEASE_AHEAD` times its limit
+/// of requests in flight), and requests in flight
+/// (`delivery.max_in_flight_per_endpoint`).
 #[derive(Clone)]
 struct Endpoint {
     leased: Arc<Semaphore>,
@@ -462,7 +495,7 @@ struct Endpoint {
 impl Endpoint {
     fn new(limit: usize) -> Endpoint {
         Endpoint {
-            leased: Arc::new(Semaphore::new(2 * limit)),
+            leased: Arc::new(Semaphore::new(LEASE_AHEAD * limit)),
             in_flight: Arc::new(Semaphore::new(limit)),
         }
     }

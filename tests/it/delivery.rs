@@ -465,3 +465,51 @@ async fn a_pending_delivery_brought_forward_is_sent_at_once() {
     // Within until_status's 10 s, long before the next full read.
     assert_eq!(s.until_status(&id, "succeeded").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_attempt_starts_on_a_lease_that_could_run_out_before_it_ends() {
+    // One request at a time to a receiver that never answers: each attempt
+    // lasts the 3 s timeout, and a lease 2 × 3 + 5 = 11 s. Of four
+    // deliveries leased together, the fourth would start 9 s in with 2 s
+    // of lease left; it is taken again once that lease has run out.
+    let s = setup_with(|c| {
+        c.delivery.request_timeout_secs = 3;
+        c.delivery.max_in_flight_per_endpoint = 1;
+    })
+    .await;
+    let webhook = s.webhook("/timeout").await;
+    s.client
+        .execute(
+            "INSERT INTO webhook_deliveries (webhook_id, event_type, payload) SELECT $1, 'webhook.test', '{}' FROM generate_series(1, 4)",
+            &[&webhook],
+        )
+        .await
+        .unwrap();
+    let attempts = async || -> Vec<(String, i32, f64)> {
+        s.client
+            .query(
+                "SELECT delivery_id::text, attempt, extract(epoch FROM started_at)::float8 FROM webhook_delivery_attempts ORDER BY started_at",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    wait_for(
+        "four attempts are recorded",
+        Duration::from_secs(30),
+        async || attempts().await.len() >= 4,
+    )
+    .await;
+    let attempts = attempts().await;
+    let ids: std::collections::HashSet<&str> = attempts.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(ids.len(), 4, "one attempt each: {attempts:?}");
+    assert!(attempts.iter().all(|a| a.1 == 1), "{attempts:?}");
+    let span = attempts[3].2 - attempts[0].2;
+    assert!(
+        span >= 10.5,
+        "the fourth started {span:.1} s after the first, within the lease it would have outlived"
+    );
+}
