@@ -12,6 +12,7 @@
 
 mod support;
 
+use plausible_webhooks::telemetry::health::Heartbeat;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -150,13 +151,13 @@ async fn start(config: &Config) -> watch::Sender<bool> {
     tokio::spawn(
         ChangeStream::new(config, pool.clone(), registry.clone())
             .expect("stream")
-            .run(stop_rx.clone()),
+            .run(stop_rx.clone(), Heartbeat::detached()),
     );
     loaded.changed().await.expect("registry");
     tokio::spawn(
         Scheduler::new(config, pool, registry)
             .expect("scheduler")
-            .run(stop_rx),
+            .run(stop_rx, Heartbeat::detached()),
     );
     stop
 }

@@ -7,6 +7,7 @@
 
 mod support;
 
+use plausible_webhooks::telemetry::health::Heartbeat;
 use std::time::{Duration, Instant};
 
 use plausible_webhooks::changes::ChangeStream;
@@ -38,7 +39,7 @@ async fn start(config: &Config) -> (RegistryHandle, watch::Sender<bool>, Duratio
     let (stop, stop_rx) = watch::channel(false);
     let mut version = registry.subscribe();
     let started = Instant::now();
-    tokio::spawn(stream.run(stop_rx));
+    tokio::spawn(stream.run(stop_rx, Heartbeat::detached()));
     version.changed().await.expect("loaded");
     (registry, stop, started.elapsed())
 }

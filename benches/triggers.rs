@@ -13,6 +13,7 @@
 
 mod support;
 
+use plausible_webhooks::telemetry::health::Heartbeat;
 use std::time::{Duration, Instant, SystemTime};
 
 use plausible_webhooks::analytics::{Analytics, apply_migrations, embedded_migrations};
@@ -77,7 +78,7 @@ async fn run(seconds: u64, per_minute: u64) {
     tokio::spawn(
         ChangeStream::new(&config, pool.clone(), registry.clone())
             .expect("stream")
-            .run(stop_rx.clone()),
+            .run(stop_rx.clone(), Heartbeat::detached()),
     );
     loaded.changed().await.expect("registry loads");
     println!("triggers: registry holds {:?}", registry.stats());

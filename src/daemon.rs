@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::analytics::{Analytics, AnalyticsError};
 use crate::changes::ChangeStream;
@@ -13,7 +14,11 @@ use crate::delivery::schedule::{DeliveryError, Scheduler};
 use crate::http::{AdminServer, HttpError};
 use crate::registry::RegistryHandle;
 use crate::store::{self, StoreError};
+use crate::telemetry::health::Health;
 use crate::triggers::TriggerEngine;
+use supervisor::Supervisor;
+
+pub mod supervisor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -25,9 +30,12 @@ pub enum DaemonError {
     Http(#[from] HttpError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error("task {task} cannot be kept running: {reason}")]
+    TaskFailed { task: &'static str, reason: String },
 }
 
-/// Runs the daemon until `shutdown` resolves.
+/// Runs the daemon until `shutdown` resolves, or until a task fails for
+/// good (then with an error, so that the process exits non-zero).
 pub async fn run(
     config: Config,
     metrics: Option<PrometheusHandle>,
@@ -35,11 +43,18 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let pool = store::pool(&config.postgres)?;
     let analytics = Analytics::new(&config.clickhouse);
+    let health = Health::default();
     metrics::gauge!("plausible_webhooks_up").set(0.0);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let admin =
-        AdminServer::bind(config.http.listen, pool.clone(), analytics.clone(), metrics).await?;
+    let admin = AdminServer::bind(
+        config.http.listen,
+        pool.clone(),
+        analytics.clone(),
+        health.clone(),
+        metrics,
+    )
+    .await?;
     let listen = admin.local_addr().unwrap_or(config.http.listen);
     tracing::info!(listen = %listen, "admin http server listening");
     let mut admin_stop = stop_rx.clone();
@@ -56,33 +71,24 @@ pub async fn run(
     let result = match started {
         Some(Err(e)) => Err(e),
         Some(Ok(())) => {
-            let registry = RegistryHandle::default();
-            let changes = ChangeStream::new(&config, pool.clone(), registry.clone())?;
-            let mut loaded = registry.subscribe();
-            tasks.push(tokio::spawn(changes.run(stop_rx.clone())));
-            // The triggers start once the registry holds the webhooks.
-            let triggers =
-                TriggerEngine::new(&config, pool.clone(), analytics.clone(), registry.clone());
-            let scheduler = Scheduler::new(&config, pool.clone(), registry.clone())?;
-            let mut stop = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let start = tokio::select! {
-                    r = loaded.changed() => r.is_ok(),
-                    _ = stop.wait_for(|stop| *stop) => false,
-                };
-                if start {
-                    tokio::join!(triggers.run(stop.clone()), scheduler.run(stop));
-                }
-            }));
+            let (supervisor, mut fatal) = Supervisor::new(health.clone(), stop_rx.clone());
+            tasks = start_tasks(&config, &pool, &analytics, &health, &supervisor);
+            tasks.push(tokio::spawn(watchdog(health.clone(), stop_rx.clone())));
             metrics::gauge!("plausible_webhooks_up").set(1.0);
             tracing::info!(version = env!("CARGO_PKG_VERSION"), "ready");
-            shutdown.await;
-            Ok(())
+            tokio::select! {
+                () = &mut shutdown => Ok(()),
+                Some(f) = fatal.recv() => {
+                    tracing::error!(task = f.task, reason = %f.reason, "a task cannot be kept running; exiting");
+                    Err(DaemonError::TaskFailed { task: f.task, reason: f.reason })
+                }
+            }
         }
         None => Ok(()),
     };
 
     tracing::info!("shutting down");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     metrics::gauge!("plausible_webhooks_up").set(0.0);
     let _ = stop_tx.send(true);
     for task in tasks {
@@ -98,6 +104,113 @@ pub async fn run(
     pool.close();
     tracing::info!("stopped");
     result
+}
+
+/// Starts every long-lived task under the supervisor. The trigger engine
+/// and the scheduler wait for the registry's first full read; so does
+/// readiness (and systemd's READY=1).
+fn start_tasks(
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+    analytics: &Analytics,
+    health: &Health,
+    supervisor: &Supervisor,
+) -> Vec<JoinHandle<()>> {
+    let registry = RegistryHandle::default();
+    let mut tasks = Vec::new();
+    tasks.push(supervisor.spawn("change stream", {
+        let (config, pool, registry) = (config.clone(), pool.clone(), registry.clone());
+        move |stop, heartbeat| {
+            let changes = ChangeStream::new(&config, pool.clone(), registry.clone())?;
+            Ok::<_, DaemonError>(changes.run(stop, heartbeat))
+        }
+    }));
+    tasks.push(tokio::spawn(announce_loaded(
+        registry.clone(),
+        health.clone(),
+    )));
+    tasks.push(supervisor.spawn("trigger engine", {
+        let (config, pool, analytics, registry) = (
+            config.clone(),
+            pool.clone(),
+            analytics.clone(),
+            registry.clone(),
+        );
+        move |stop, heartbeat| {
+            let engine =
+                TriggerEngine::new(&config, pool.clone(), analytics.clone(), registry.clone());
+            Ok::<_, DaemonError>(after_load(registry.clone(), stop.clone(), async move {
+                engine.run(stop, heartbeat).await
+            }))
+        }
+    }));
+    tasks.push(supervisor.spawn("delivery scheduler", {
+        let (config, pool, registry) = (config.clone(), pool.clone(), registry.clone());
+        move |stop, heartbeat| {
+            let scheduler = Scheduler::new(&config, pool.clone(), registry.clone())?;
+            Ok::<_, DaemonError>(after_load(registry.clone(), stop.clone(), async move {
+                scheduler.run(stop, heartbeat).await
+            }))
+        }
+    }));
+    tasks
+}
+
+/// Runs `task` once the registry has loaded (unless shutdown comes first).
+async fn after_load(
+    registry: RegistryHandle,
+    mut stop: watch::Receiver<bool>,
+    task: impl Future<Output = ()>,
+) {
+    let mut version = registry.subscribe();
+    tokio::select! {
+        r = version.wait_for(|v| *v > 0) => if r.is_err() { return },
+        _ = stop.wait_for(|stop| *stop) => return,
+    }
+    task.await
+}
+
+/// Marks the registry loaded in the health report, and tells systemd the
+/// daemon is ready, after the first full read.
+async fn announce_loaded(registry: RegistryHandle, health: Health) {
+    let mut version = registry.subscribe();
+    if version.wait_for(|v| *v > 0).await.is_ok() {
+        health.set_registry_loaded();
+        tracing::info!("registry loaded");
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %e, "cannot notify systemd");
+        }
+    }
+}
+
+/// Feeds systemd's watchdog (when `WatchdogSec` is set) at half its
+/// interval, but only while every task is alive and has beaten within the
+/// interval: a stuck task lets the watchdog fire and systemd restart us.
+async fn watchdog(health: Health, mut stop: watch::Receiver<bool>) {
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    tracing::info!(interval = ?interval, "systemd watchdog enabled");
+    let mut ticks = tokio::time::interval(interval / 2);
+    let mut starving = false;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        if health.all_beating_within(interval) {
+            if starving {
+                tracing::info!("every task makes progress again; feeding the watchdog");
+                starving = false;
+            }
+            if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+                tracing::warn!(error = %e, "cannot notify systemd");
+            }
+        } else if !starving {
+            starving = true;
+            tracing::error!(problems = ?health.report().problems(), "a task makes no progress; not feeding the watchdog");
+        }
+    }
 }
 
 /// Waits until Postgres (at the schema this build needs) and ClickHouse

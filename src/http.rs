@@ -1,8 +1,10 @@
 //! The admin HTTP server: health checks and Prometheus metrics.
 //!
 //! - `GET /health/live`: 200 while the process runs.
-//! - `GET /health/ready`: 200 when Postgres and ClickHouse both answer, else
-//!   503; the JSON body says which check failed.
+//! - `GET /health/ready`: 200 when Postgres and ClickHouse both answer, the
+//!   registry has loaded and every task is alive and making progress, else
+//!   503; the JSON body names what is wrong, each task's state, and whether
+//!   this replica leads the trigger engine or stands by.
 //! - `GET /metrics`: every metric in Prometheus text format.
 
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use crate::analytics::Analytics;
+use crate::telemetry::health::Health;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -35,6 +38,7 @@ pub enum HttpError {
 struct AppState {
     pool: Pool,
     analytics: Analytics,
+    health: Health,
     metrics: Option<PrometheusHandle>,
 }
 
@@ -49,6 +53,7 @@ impl AdminServer {
         addr: SocketAddr,
         pool: Pool,
         analytics: Analytics,
+        health: Health,
         metrics: Option<PrometheusHandle>,
     ) -> Result<AdminServer, HttpError> {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -61,6 +66,7 @@ impl AdminServer {
             .with_state(AppState {
                 pool,
                 analytics,
+                health,
                 metrics,
             });
         Ok(AdminServer { listener, router })
@@ -98,14 +104,31 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::V
         Ok(Err(e)) => e.to_string(),
         Err(_) => "timed out".to_string(),
     };
-    let status = if postgres == "ok" && clickhouse == "ok" {
+    let report = state.health.report();
+    let mut problems = Vec::new();
+    if postgres != "ok" {
+        problems.push(format!("postgres: {postgres}"));
+    }
+    if clickhouse != "ok" {
+        problems.push(format!("clickhouse: {clickhouse}"));
+    }
+    problems.extend(report.problems());
+    let status = if problems.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(json!({ "postgres": postgres, "clickhouse": clickhouse })),
+        Json(json!({
+            "status": if problems.is_empty() { "ready" } else { "not ready" },
+            "problems": problems,
+            "postgres": postgres,
+            "clickhouse": clickhouse,
+            "registry_loaded": report.registry_loaded,
+            "role": report.role(),
+            "tasks": report.tasks,
+        })),
     )
 }
 

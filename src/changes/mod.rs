@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::delivery::ssrf::Policy;
 use crate::registry::{RegistryHandle, UrlRules, changed_goals, changed_webhooks, row_site};
 use crate::store::{self, StoreError, goals, webhooks};
+use crate::telemetry::health::{BEAT_EVERY, Heartbeat};
 use listener::{Listener, Notification};
 
 /// The channels the migrations' triggers notify.
@@ -98,11 +99,12 @@ impl ChangeStream {
     }
 
     /// Keeps the registry current until `shutdown` is true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, heartbeat: Heartbeat) {
         let mut delay = Duration::from_millis(100);
         loop {
+            heartbeat.beat();
             let result = tokio::select! {
-                r = self.session() => r,
+                r = self.session(&heartbeat) => r,
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
             metrics::gauge!("plausible_webhooks_change_stream_connected").set(0.0);
@@ -125,7 +127,10 @@ impl ChangeStream {
 
     /// One connection's life. Returns only with an error, and whether the
     /// session got as far as a full read (so the backoff can start over).
-    async fn session(&self) -> Result<std::convert::Infallible, (ChangesError, bool)> {
+    async fn session(
+        &self,
+        heartbeat: &Heartbeat,
+    ) -> Result<std::convert::Infallible, (ChangesError, bool)> {
         let mut listener = Listener::connect(&self.pg, &[WEBHOOKS_CHANNEL, GOALS_CHANNEL])
             .await
             .map_err(|e| (e.into(), false))?;
@@ -140,8 +145,11 @@ impl ChangeStream {
             self.reconcile_every,
         );
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat = tokio::time::interval(BEAT_EVERY);
         loop {
+            heartbeat.beat();
             tokio::select! {
+                _ = beat.tick() => {}
                 first = listener.notifications.recv() => {
                     let Some(first) = first else {
                         return Err((ChangesError::Disconnected, true));

@@ -36,6 +36,7 @@ use crate::config::{Config, DeliveryConfig};
 use crate::registry::RegistryHandle;
 use crate::store::deliveries::{self, Attempt, Claimed, DeadEndpoints, Outcome};
 use crate::store::{self, StoreError};
+use crate::telemetry::health::{BEAT_EVERY, Heartbeat};
 use timeline::Timeline;
 
 /// The NOTIFY channel of new and replayed deliveries.
@@ -55,8 +56,8 @@ const WRITE_BATCH: usize = 1000;
 /// Pending deliveries the in-memory schedule holds at most (about 150 bytes
 /// each). Beyond it, the rest wait in Postgres for a later full read.
 const MAX_SCHEDULED: usize = 200_000;
-/// The longest sleep without looking at the schedule.
-const MAX_IDLE: Duration = Duration::from_secs(60);
+/// The longest sleep without looking at the schedule (and beating).
+const MAX_IDLE: Duration = BEAT_EVERY;
 /// How long a delivery waits when its lease was refused though it is still
 /// pending and looked due (the daemon's clock ahead of Postgres's).
 const RECHECK_MS: i64 = 1000;
@@ -113,7 +114,7 @@ impl Scheduler {
 
     /// Sends deliveries until `shutdown` is true, then lets the attempts in
     /// flight finish and records them.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, heartbeat: Heartbeat) {
         let this = Arc::new(self);
         let shared = Arc::new(Shared {
             timeline: Mutex::new(Timeline::new(MAX_SCHEDULED)),
@@ -149,6 +150,7 @@ impl Scheduler {
         let mut failing = false;
 
         loop {
+            heartbeat.beat();
             if *shutdown.borrow() {
                 break;
             }

@@ -37,6 +37,7 @@ use crate::config::{Config, TriggersConfig};
 use crate::registry::{EventType, Goal, RegistryHandle, Site, Webhook};
 use crate::store::StoreError;
 use crate::store::triggers::{self as state_store, NewDelivery, TickWrite};
+use crate::telemetry::health::Heartbeat;
 use payload::{Envelope, GoalRef, Interval, PageCount, SiteRef, SourceCount};
 
 /// Distinct visitors over this many minutes below the threshold: a drop.
@@ -116,9 +117,10 @@ impl TriggerEngine {
     }
 
     /// Loads the durable state, then ticks until `shutdown` is true.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, heartbeat: Heartbeat) {
         let mut delay = Duration::from_millis(250);
         loop {
+            heartbeat.beat();
             let loaded = tokio::select! {
                 r = self.load() => r,
                 _ = shutdown.wait_for(|stop| *stop) => return,
@@ -139,6 +141,7 @@ impl TriggerEngine {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
+            heartbeat.beat();
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,

@@ -2,6 +2,7 @@
 //! receivers on 127.0.0.1, retries, 410, Retry-After, expired leases and
 //! endpoint disabling.
 
+use plausible_webhooks::telemetry::health::Heartbeat;
 use std::time::Duration;
 
 use plausible_webhooks::config::Config;
@@ -57,7 +58,7 @@ async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Setup {
     let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
     let scheduler = Scheduler::new(&config, pool, stream.registry.clone()).unwrap();
     let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(scheduler.run(stop_rx));
+    tokio::spawn(scheduler.run(stop_rx, Heartbeat::detached()));
     Setup {
         _db: db,
         client,
@@ -399,7 +400,7 @@ async fn two_schedulers_send_each_delivery_once() {
     let pool = plausible_webhooks::store::pool(&s.config.postgres).unwrap();
     let second = Scheduler::new(&s.config, pool, s.stream.registry.clone()).unwrap();
     let (stop, stop_rx) = watch::channel(false);
-    let running = tokio::spawn(second.run(stop_rx));
+    let running = tokio::spawn(second.run(stop_rx, Heartbeat::detached()));
     s.client
         .execute(
             "INSERT INTO webhook_deliveries (webhook_id, event_type, payload) SELECT $1, 'webhook.test', '{}' FROM generate_series(1, 400)",

@@ -2,6 +2,7 @@
 //! second, none is lost across a dropped connection, invalid rows get a
 //! readable error written back.
 
+use plausible_webhooks::telemetry::health::Heartbeat;
 use std::time::Duration;
 
 use plausible_webhooks::changes::ChangeStream;
@@ -38,7 +39,7 @@ pub async fn run_change_stream(config: &Config) -> Running {
     let stream = ChangeStream::new(config, pool, registry.clone()).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let mut version = registry.subscribe();
-    tokio::spawn(stream.run(stop_rx));
+    tokio::spawn(stream.run(stop_rx, Heartbeat::detached()));
     // The first full read publishes.
     tokio::time::timeout(Duration::from_secs(10), version.changed())
         .await

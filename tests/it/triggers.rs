@@ -1,6 +1,7 @@
 //! The trigger engine on real ClickHouse (18.16) and Postgres: spikes,
 //! drops, goals, the throttle, restarts, late rows and a ClickHouse outage.
 
+use plausible_webhooks::telemetry::health::Heartbeat;
 use std::time::Duration;
 
 use plausible_webhooks::analytics::{apply_migrations, embedded_migrations};
@@ -666,7 +667,7 @@ async fn clickhouse_down_for_a_while_loses_no_completion() {
         w.registry.clone(),
     );
     let (stop, stop_rx) = watch::channel(false);
-    let running = tokio::spawn(engine.run(stop_rx));
+    let running = tokio::spawn(engine.run(stop_rx, Heartbeat::detached()));
     let buy = |user| Ev {
         name: "Buy",
         ..pv(1, user, "/")

@@ -1,6 +1,8 @@
 //! Logs (tracing) and metrics (the `metrics` facade, exposed in Prometheus
 //! format by the `http` module). docs/metrics.md lists every metric.
 
+pub mod health;
+
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -51,6 +53,10 @@ fn describe_metrics() {
     metrics::describe_gauge!(
         "plausible_webhooks_up",
         "1 while the daemon is connected to both databases and running, else 0."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_task_restarts_total",
+        "Times a long-lived task ended or panicked and was started again, by task."
     );
     metrics::describe_gauge!(
         "plausible_webhooks_change_stream_connected",
