@@ -14,7 +14,7 @@ use crate::delivery::schedule::{DeliveryError, Scheduler};
 use crate::http::{AdminServer, HttpError};
 use crate::registry::RegistryHandle;
 use crate::store::{self, StoreError};
-use crate::telemetry::health::Health;
+use crate::telemetry::health::{Health, STALLED_AFTER};
 use crate::triggers::TriggerEngine;
 use supervisor::Supervisor;
 
@@ -184,8 +184,10 @@ async fn announce_loaded(registry: RegistryHandle, health: Health) {
 }
 
 /// Feeds systemd's watchdog (when `WatchdogSec` is set) at half its
-/// interval, but only while every task is alive and has beaten within the
-/// interval: a stuck task lets the watchdog fire and systemd restart us.
+/// interval, but only while the registry has loaded and every task is alive
+/// and has beaten within `STALLED_AFTER` (or the interval, if longer: a tick
+/// may wait a whole ClickHouse timeout): a stuck task lets the watchdog fire
+/// and systemd restart the service.
 async fn watchdog(health: Health, mut stop: watch::Receiver<bool>) {
     let Some(interval) = sd_notify::watchdog_enabled() else {
         return;
@@ -198,7 +200,7 @@ async fn watchdog(health: Health, mut stop: watch::Receiver<bool>) {
             _ = ticks.tick() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        if health.all_beating_within(interval) {
+        if health.all_beating_within(interval.max(STALLED_AFTER)) {
             if starving {
                 tracing::info!("every task makes progress again; feeding the watchdog");
                 starving = false;

@@ -214,20 +214,23 @@ impl Health {
         }
     }
 
-    /// True when every task has beaten within `limit` (for the watchdog).
+    /// True when the registry has loaded and every task is alive and has
+    /// beaten within `limit` (for the watchdog).
     pub fn all_beating_within(&self, limit: Duration) -> bool {
         let now = self.inner.now_ms();
-        self.inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .all(|s| {
-                s.alive.load(Ordering::Acquire)
-                    && Duration::from_millis(
-                        now.saturating_sub(s.last_beat_ms.load(Ordering::Acquire)),
-                    ) <= limit
-            })
+        self.inner.registry_loaded.load(Ordering::Acquire)
+            && self
+                .inner
+                .tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .all(|s| {
+                    s.alive.load(Ordering::Acquire)
+                        && Duration::from_millis(
+                            now.saturating_sub(s.last_beat_ms.load(Ordering::Acquire)),
+                        ) <= limit
+                })
     }
 }
 

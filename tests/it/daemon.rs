@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{TestClickhouse, TestPostgres, binary, config, config_env};
 
-fn spawn(command: &str, env: &[(String, String)]) -> Child {
+pub fn spawn(command: &str, env: &[(String, String)]) -> Child {
     binary()
         .arg(command)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -20,7 +20,7 @@ fn spawn(command: &str, env: &[(String, String)]) -> Child {
 }
 
 /// Reads JSON log lines from the child's stderr on a thread.
-fn log_lines(child: &mut Child) -> std::sync::mpsc::Receiver<serde_json::Value> {
+pub fn log_lines(child: &mut Child) -> std::sync::mpsc::Receiver<serde_json::Value> {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -34,7 +34,7 @@ fn log_lines(child: &mut Child) -> std::sync::mpsc::Receiver<serde_json::Value> 
     rx
 }
 
-fn wait_for_message(
+pub fn wait_for_message(
     rx: &std::sync::mpsc::Receiver<serde_json::Value>,
     message: &str,
 ) -> serde_json::Value {
@@ -51,7 +51,7 @@ fn wait_for_message(
     panic!("no {message:?} log line; saw {seen:#?}");
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -65,7 +65,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-fn signal(child: &Child, signal: &str) {
+pub fn signal(child: &Child, signal: &str) {
     let status = std::process::Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
@@ -73,7 +73,7 @@ fn signal(child: &Child, signal: &str) {
     assert!(status.success());
 }
 
-fn http_get(addr: &str, path: &str) -> (u16, String) {
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -88,6 +88,22 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
         .unwrap_or(0);
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
+}
+
+/// Polls `/health/ready` until it answers 200; returns its JSON body.
+pub fn wait_until_ready(addr: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http_get(addr, "/health/ready");
+        if status == 200 {
+            return serde_json::from_str(&body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready within 30 s: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,8 +144,19 @@ async fn migrate_twice_at_once_then_run_until_sigterm() {
         wait_for_message(&logs, "ready");
 
         assert_eq!(http_get(&addr, "/health/live").0, 200);
-        let (status, body) = http_get(&addr, "/health/ready");
-        assert_eq!(status, 200, "{body}");
+        // Ready once the registry has loaded and every task runs.
+        let body = wait_until_ready(&addr);
+        assert_eq!(body["status"], "ready");
+        assert_eq!(body["registry_loaded"], true);
+        let tasks: Vec<&str> = body["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        for task in ["change stream", "trigger engine", "delivery scheduler"] {
+            assert!(tasks.contains(&task), "{task} missing from {body}");
+        }
         let (status, body) = http_get(&addr, "/metrics");
         assert_eq!(status, 200);
         assert!(body.contains("plausible_webhooks_up 1"), "{body}");
