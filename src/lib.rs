@@ -4,6 +4,7 @@
 
 pub mod analytics;
 pub mod changes;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod delivery;

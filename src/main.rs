@@ -34,6 +34,8 @@ enum Command {
     Migrate,
     /// Print the effective config with secrets redacted.
     CheckConfig,
+    /// Manage webhooks: list, add, update, test, deliveries, replay, …
+    Webhooks(plausible_webhooks::cli::WebhooksArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,10 @@ fn main() -> ExitCode {
     if let Command::CheckConfig = cli.command {
         print!("{}", config.render_redacted());
         return ExitCode::SUCCESS;
+    }
+
+    if let Command::Webhooks(args) = cli.command {
+        return webhooks(&config, args);
     }
 
     if let Err(e) = telemetry::init_logs(&config.log) {
@@ -75,7 +81,7 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
-            Command::CheckConfig => Ok(()),
+            Command::CheckConfig | Command::Webhooks(_) => Ok(()),
         }
     });
     match result {
@@ -84,6 +90,31 @@ fn main() -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "exiting");
             eprintln!("plausible-webhooks: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `webhooks` commands: their output on stdout, errors on stderr, no
+/// logs; exit 2 for a refused flag, 1 for anything else that failed.
+fn webhooks(config: &Config, args: plausible_webhooks::cli::WebhooksArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("plausible-webhooks: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(plausible_webhooks::cli::run(config, args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let message = e.to_string();
+            if !message.is_empty() {
+                eprintln!("plausible-webhooks: {message}");
+            }
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod deliveries;
 pub mod goals;
+pub mod manage;
 mod migrations;
 pub mod triggers;
 pub mod webhooks;
@@ -62,6 +63,27 @@ impl StoreError {
                 .code()
                 .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")),
             _ => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// The constraint a refused write broke, if Postgres named one.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            StoreError::Query(e) => e.as_db_error().and_then(|db| db.constraint()),
+            _ => None,
+        }
+    }
+
+    /// Postgres's own message for a database error, else the error.
+    pub fn message(&self) -> String {
+        match self {
+            StoreError::Query(e) | StoreError::Connect(e) => match e.as_db_error() {
+                Some(db) => db.message().to_string(),
+                None => e.to_string(),
+            },
+            other => other.to_string(),
         }
     }
 }

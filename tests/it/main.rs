@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cli;
 mod clickhouse_migrations;
 mod config;
 mod daemon;

@@ -29,7 +29,7 @@ for secret in case["secrets"]:
 "#;
 
 /// Asks the Python library to verify the request with each secret.
-fn verify_with_python(case: serde_json::Value) -> Vec<String> {
+pub fn verify_with_python(case: serde_json::Value) -> Vec<String> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let mut child = Command::new(&python)
         .args(["-c", VERIFY])

@@ -1,0 +1,12 @@
+-- Every webhook (of one site when $1 is set) with its site's domain and its
+-- endpoint health, secrets left out. Oldest first within a site.
+SELECT w.id, w.site_id, s.domain, w.url, w.description, w.enabled, w.event_types,
+       w.spike_threshold, w.spike_window_minutes, w.drop_threshold, w.cooldown_minutes,
+       w.goal_ids, w.goal_interval_seconds, w.previous_secret_expires_at,
+       w.last_error, w.disabled_reason, w.disabled_at,
+       h.failing_since, h.last_success_at, w.inserted_at, w.updated_at
+FROM webhooks w
+JOIN sites s ON s.id = w.site_id
+LEFT JOIN webhook_endpoint_health h ON h.webhook_id = w.id
+WHERE $1::bigint IS NULL OR w.site_id = $1::bigint
+ORDER BY w.site_id, w.inserted_at, w.id
