@@ -1,5 +1,7 @@
-//! The daemon's configuration: built-in defaults < a TOML file <
-//! `PLAUSIBLE_WEBHOOKS_<SECTION>__<KEY>` environment variables.
+//! The daemon's configuration: built-in defaults < Plausible's own
+//! variables (`DATABASE_URL`, `CLICKHOUSE_DATABASE_URL`, `BASE_URL`; see
+//! `plausible_env`) < a TOML file < `PLAUSIBLE_WEBHOOKS_<SECTION>__<KEY>`
+//! environment variables.
 //!
 //! Every error names the key and where its value came from, so an operator
 //! can fix it without reading the source. Secrets never reach `Debug` or the
@@ -14,6 +16,8 @@ use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize, Serializer};
+
+mod plausible_env;
 
 /// The compiled-in defaults; `config/example.toml` documents each key.
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -285,7 +289,9 @@ impl ConfigError {
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
     pub file: Option<PathBuf>,
-    /// `(name, value)` pairs; only those starting with [`ENV_PREFIX`] are read.
+    /// `(name, value)` pairs; only those starting with [`ENV_PREFIX`] and
+    /// Plausible's `DATABASE_URL`, `CLICKHOUSE_DATABASE_URL` and `BASE_URL`
+    /// are read.
     pub env: Vec<(String, String)>,
 }
 
@@ -295,7 +301,9 @@ impl Sources {
     pub fn from_process(file: Option<PathBuf>) -> Self {
         let env: Vec<(String, String)> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .filter(|(k, _)| {
+                k.starts_with(ENV_PREFIX) || plausible_env::NAMES.contains(&k.as_str())
+            })
             .collect();
         let file = file.or_else(|| {
             env.iter()
@@ -309,10 +317,41 @@ impl Sources {
 impl Config {
     /// Reads, merges and validates the config.
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        Config::load_traced(sources).map(|(config, _)| config)
+    }
+
+    /// The effective config as TOML, with every secret redacted and each
+    /// value's source in a comment after it (`check-config`).
+    pub fn render_sources(sources: &Sources) -> Result<String, ConfigError> {
+        let (config, figment) = Config::load_traced(sources)?;
+        let rendered = config.render_redacted();
+        let table: toml::Table = toml::from_str(&rendered).unwrap_or_default();
+        let mut out = String::new();
+        for (section, keys) in &table {
+            let Some(keys) = keys.as_table() else {
+                continue;
+            };
+            out.push_str(&format!("[{section}]\n"));
+            for (key, value) in keys {
+                let origin = origin_of(&figment, &format!("{section}.{key}"), None);
+                out.push_str(&format!("{key} = {value}  # from {origin}\n"));
+            }
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    /// [`Config::load`], keeping the merged sources to say where each value
+    /// came from.
+    fn load_traced(sources: &Sources) -> Result<(Config, Figment), ConfigError> {
         let mut figment = Figment::new().merge(Named {
             inner: Toml::string(DEFAULTS),
             metadata: Metadata::named("built-in defaults"),
         });
+        let (plausible, mut problems) = plausible_env::providers(&sources.env);
+        for provider in plausible {
+            figment = figment.merge(provider);
+        }
         if let Some(path) = &sources.file {
             // Figment skips a missing file silently; an operator who named
             // one wants to hear about it.
@@ -332,23 +371,19 @@ impl Config {
             figment = figment.merge(EnvVar::new(name, value));
         }
 
-        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid {
-            problems: e
-                .into_iter()
-                .map(|e| problem_from_figment(&figment, e))
-                .collect(),
+        let config: Config = figment.extract().map_err(|e| {
+            problems.extend(e.into_iter().map(|e| problem_from_figment(&figment, e)));
+            ConfigError::Invalid {
+                problems: problems.clone(),
+            }
         })?;
-        let problems: Vec<Problem> = config
-            .validate()
-            .into_iter()
-            .map(|(key, message)| Problem {
-                origin: origin_of(&figment, key, None),
-                key: key.to_string(),
-                message,
-            })
-            .collect();
+        problems.extend(config.validate().into_iter().map(|(key, message)| Problem {
+            origin: origin_of(&figment, key, None),
+            key: key.to_string(),
+            message,
+        }));
         if problems.is_empty() {
-            Ok(config)
+            Ok((config, figment))
         } else {
             Err(ConfigError::Invalid { problems })
         }

@@ -41,6 +41,18 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let sources = Sources::from_process(cli.config);
+    if let Command::CheckConfig = cli.command {
+        return match Config::render_sources(&sources) {
+            Ok(rendered) => {
+                print!("{rendered}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("plausible-webhooks: {e}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        };
+    }
     let config = match Config::load(&sources) {
         Ok(config) => config,
         Err(e) => {
@@ -48,11 +60,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-
-    if let Command::CheckConfig = cli.command {
-        print!("{}", config.render_redacted());
-        return ExitCode::SUCCESS;
-    }
 
     if let Command::Webhooks(args) = cli.command {
         return webhooks(&config, args);

@@ -289,6 +289,76 @@ fn check_config_prints_the_redacted_config() {
 }
 
 #[test]
+fn plausible_variables_are_fallbacks_below_ours_and_check_config_names_each_source() {
+    let out = binary()
+        .arg("check-config")
+        .env(
+            "DATABASE_URL",
+            "postgres://postgres:pg-secret@plausible_db:5432/plausible_db",
+        )
+        .env(
+            "CLICKHOUSE_DATABASE_URL",
+            "http://reader:ch%2Bsecret@plausible_events_db:8123/plausible_events_db",
+        )
+        .env("BASE_URL", "https://analytics.example.com")
+        .env("PLAUSIBLE_WEBHOOKS_CLICKHOUSE__DATABASE", "other_db")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "url = \"postgres://postgres:[redacted]@plausible_db:5432/plausible_db\"  # from environment variable DATABASE_URL",
+        "url = \"http://plausible_events_db:8123\"  # from environment variable CLICKHOUSE_DATABASE_URL",
+        "user = \"reader\"  # from environment variable CLICKHOUSE_DATABASE_URL",
+        "password = \"[redacted]\"  # from environment variable CLICKHOUSE_DATABASE_URL",
+        "database = \"other_db\"  # from environment variable PLAUSIBLE_WEBHOOKS_CLICKHOUSE__DATABASE",
+        "dashboard_base_url = \"https://analytics.example.com\"  # from environment variable BASE_URL",
+        "pool_size = 16  # from built-in defaults",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+    assert!(!stdout.contains("pg-secret") && !stdout.contains("ch+secret"));
+    let parsed: Result<toml::Table, _> = toml::from_str(&stdout);
+    assert!(parsed.is_ok(), "still TOML: {parsed:?}");
+
+    // The password is decoded, and a file is above Plausible's variables.
+    let f = file("[triggers]\ndashboard_base_url = \"https://from-file.example.com\"\n");
+    let config = Config::load(&Sources {
+        file: Some(f.path().to_path_buf()),
+        env: vec![
+            (
+                "CLICKHOUSE_DATABASE_URL".into(),
+                "http://reader:ch%2Bsecret@ch:8123/db".into(),
+            ),
+            ("BASE_URL".into(), "https://analytics.example.com".into()),
+        ],
+    })
+    .unwrap();
+    assert_eq!(config.clickhouse.password.expose(), "ch+secret");
+    assert_eq!(
+        config.triggers.dashboard_base_url,
+        "https://from-file.example.com"
+    );
+
+    // A variable that is not a URL is named.
+    let out = binary()
+        .arg("check-config")
+        .env("CLICKHOUSE_DATABASE_URL", "plausible_events_db:8123")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("CLICKHOUSE_DATABASE_URL") && stderr.contains("clickhouse.url"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_config_exits_2_naming_the_key_and_variable() {
     let out = binary()
         .arg("check-config")

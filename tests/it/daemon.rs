@@ -325,3 +325,44 @@ async fn killed_mid_delivery_every_delivery_still_arrives_with_its_id() {
         .collect();
     assert_eq!(received, ids, "every delivery arrived, and no id is new");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plausible_variables_alone_start_the_daemon() {
+    let pg = TestPostgres::migrated().await;
+    let ch = TestClickhouse::new().await;
+    let servers = crate::support::servers();
+    let mut clickhouse = url::Url::parse(&servers.clickhouse_url).unwrap();
+    clickhouse.set_username(&servers.clickhouse_user).unwrap();
+    if !servers.clickhouse_password.is_empty() {
+        clickhouse
+            .set_password(Some(&servers.clickhouse_password))
+            .unwrap();
+    }
+    clickhouse.set_path(&ch.database);
+    // Only the admin server's port comes from elsewhere (a file), so that
+    // tests do not fight over the default one.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let mut daemon = binary()
+        .arg("run")
+        .arg("--config")
+        .arg(&file)
+        .env("DATABASE_URL", &pg.url)
+        .env("CLICKHOUSE_DATABASE_URL", clickhouse.as_str())
+        .env("BASE_URL", "https://analytics.example.com")
+        .env("PLAUSIBLE_WEBHOOKS_LOG__FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = log_lines(&mut daemon);
+    let listening = wait_for_message(&logs, "admin http server listening");
+    let addr = listening["listen"].as_str().unwrap().to_string();
+    let body = wait_until_ready(&addr);
+    assert_eq!(body["postgres"], "ok");
+    assert_eq!(body["clickhouse"], "ok");
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
+}

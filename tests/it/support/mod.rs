@@ -222,9 +222,13 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
 /// The daemon's binary, built by cargo for the integration tests.
 pub fn binary() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_plausible-webhooks"));
-    // The tests' own environment must not leak into the daemon's config.
+    // The tests' own environment must not leak into the daemon's config
+    // (Plausible's variables are fallbacks it reads too).
     for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PLAUSIBLE_WEBHOOKS_") {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("PLAUSIBLE_WEBHOOKS_")
+            || ["DATABASE_URL", "CLICKHOUSE_DATABASE_URL", "BASE_URL"].contains(&&*key_text)
+        {
             cmd.env_remove(key);
         }
     }
