@@ -5,6 +5,7 @@
 //! `scripts/demo` uses it.
 
 #[path = "../tests/it/support/servers.rs"]
+#[allow(dead_code)]
 mod servers;
 
 use std::io::Read;

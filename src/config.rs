@@ -49,6 +49,11 @@ pub struct PostgresConfig {
     pub url: PostgresUrl,
     pub pool_size: usize,
     pub connect_timeout_secs: u64,
+    /// libpq's `sslmode`; empty: the URL's, else `prefer`.
+    pub sslmode: String,
+    /// A CA certificate file (PEM) to verify the server with; empty: the
+    /// URL's `sslrootcert`, else Mozilla's and the system's roots.
+    pub sslrootcert: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -163,9 +168,10 @@ impl PostgresUrl {
         redact_connection_string(&self.0)
     }
 
-    /// The parsed connection settings.
+    /// The parsed connection settings, without the TLS settings that
+    /// `store::tls` applies (`sslmode`, `sslrootcert`).
     pub fn parse(&self) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
-        tokio_postgres::Config::from_str(&self.0)
+        tokio_postgres::Config::from_str(&crate::store::tls::split(&self.0).rest)
     }
 }
 
@@ -408,6 +414,14 @@ impl Config {
             check(false, "postgres.url", &|| {
                 format!("not a valid Postgres connection string: {e}")
             });
+        }
+        if let Err(e) = crate::store::tls::PgTls::from_config(pg) {
+            let key = if pg.sslmode.is_empty() {
+                "postgres.url"
+            } else {
+                "postgres.sslmode"
+            };
+            check(false, key, &|| e.clone());
         }
         check(
             (1..=1024).contains(&pg.pool_size),

@@ -13,4 +13,5 @@ pub mod migrate;
 pub mod registry;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod triggers;

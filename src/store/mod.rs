@@ -9,13 +9,14 @@ pub mod deliveries;
 pub mod goals;
 pub mod manage;
 mod migrations;
+pub mod tls;
 pub mod triggers;
 pub mod webhooks;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::PostgresConfig;
 
@@ -32,10 +33,20 @@ pub enum StoreError {
     Url(#[source] tokio_postgres::Error),
     #[error("cannot build the Postgres pool: {0}")]
     Pool(#[from] deadpool_postgres::BuildError),
-    #[error("cannot get a Postgres connection: {0}")]
+    #[error("cannot get a Postgres connection: {}", chain(.0))]
     Checkout(#[from] deadpool_postgres::PoolError),
     #[error("cannot connect to Postgres: {}", detail(.0))]
     Connect(#[source] tokio_postgres::Error),
+    #[error("cannot connect to Postgres at {target}: {}", detail(.source))]
+    ConnectTo {
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("invalid Postgres TLS settings: {0}")]
+    TlsSettings(String),
+    #[error("Postgres TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("Postgres query failed: {}", detail(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("Postgres migration failed: {0}")]
@@ -89,12 +100,27 @@ impl StoreError {
 }
 
 /// The server's message for a database error (tokio-postgres shows only
-/// "db error"), else the error itself.
+/// "db error"), else the error with its causes (a TLS failure's reason).
 fn detail(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
+        None => chain(e),
     }
+}
+
+/// An error and its sources, joined with ": ".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Builds the connection pool. Connections are opened lazily; call
@@ -103,7 +129,7 @@ pub fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
     let pg = pg_config(config)?;
     let manager = Manager::from_config(
         pg,
-        NoTls,
+        connector(config)?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -117,10 +143,19 @@ pub fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
         .build()?)
 }
 
-/// The connection settings, with the configured connect timeout and an
-/// application name that shows in `pg_stat_activity`.
+/// The TLS connector for `postgres.url`'s settings (see `tls`).
+pub fn connector(config: &PostgresConfig) -> Result<MakeRustlsConnect, StoreError> {
+    let tls = tls::PgTls::from_config(config).map_err(StoreError::TlsSettings)?;
+    Ok(tls.connector()?)
+}
+
+/// The connection settings, with the configured connect timeout, the TLS
+/// mode, and an application name that shows in `pg_stat_activity`.
 pub fn pg_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
     let mut pg = config.url.parse().map_err(StoreError::Url)?;
+    tls::PgTls::from_config(config)
+        .map_err(StoreError::TlsSettings)?
+        .apply(&mut pg);
     pg.connect_timeout(Duration::from_secs(config.connect_timeout_secs));
     if pg.get_application_name().is_none() {
         pg.application_name("plausible-webhooks");
@@ -132,13 +167,30 @@ pub fn pg_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, Stor
 /// task of its own.
 pub async fn connect(config: &PostgresConfig) -> Result<tokio_postgres::Client, StoreError> {
     let pg = pg_config(config)?;
-    let (client, connection) = pg.connect(NoTls).await.map_err(StoreError::Connect)?;
+    let (client, connection) =
+        pg.connect(connector(config)?)
+            .await
+            .map_err(|source| StoreError::ConnectTo {
+                target: target(&pg),
+                source,
+            })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "postgres connection closed");
         }
     });
     Ok(client)
+}
+
+/// `host:port` of the first host, for errors.
+pub fn target(pg: &tokio_postgres::Config) -> String {
+    let host = match pg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
 }
 
 /// Checks that the database answers a query.

@@ -12,6 +12,7 @@ mod delivery_client;
 mod docs;
 mod health;
 mod postgres_schema;
+mod postgres_tls;
 mod registry;
 mod signing;
 mod triggers;

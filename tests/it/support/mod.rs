@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use plausible_webhooks::analytics::Analytics;
 use plausible_webhooks::config::{Config, PostgresUrl, Secret};
 
-pub use servers::servers;
+pub use servers::{certs, servers};
 
 /// Plausible's Postgres tables the daemon reads (`sites`, `goals`).
 pub const POSTGRES_FIXTURE: &str = include_str!("../../fixtures/postgres/plausible.sql");

@@ -14,10 +14,17 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+#[path = "certs.rs"]
+pub mod certs;
+
 /// Where the servers are.
 pub struct Servers {
     /// A superuser URL for the `postgres` maintenance database.
     pub postgres_admin_url: String,
+    /// The CA that signed the test Postgres's certificate (for the name
+    /// `localhost` only), when the harness started it with TLS on; `None`
+    /// for a server named by `DATABASE_URL`.
+    pub postgres_ca: Option<PathBuf>,
     /// The ClickHouse HTTP URL, e.g. `http://127.0.0.1:8123`.
     pub clickhouse_url: String,
     pub clickhouse_user: String,
@@ -46,9 +53,12 @@ fn start() -> Result<Servers, String> {
         None
     };
 
-    let postgres_admin_url = match external_pg {
-        Some(url) => url,
-        None => start_postgres(dir.as_deref().ok_or("no dir")?)?,
+    let (postgres_admin_url, postgres_ca) = match external_pg {
+        Some(url) => (url, None),
+        None => {
+            let (url, ca) = start_postgres(dir.as_deref().ok_or("no dir")?)?;
+            (url, Some(ca))
+        }
     };
     let (clickhouse_url, clickhouse_user, clickhouse_password) = match external_ch {
         Some(url) => (
@@ -64,6 +74,7 @@ fn start() -> Result<Servers, String> {
     };
     Ok(Servers {
         postgres_admin_url,
+        postgres_ca,
         clickhouse_url,
         clickhouse_user,
         clickhouse_password,
@@ -181,7 +192,35 @@ fn as_postgres_user(cmd: &mut Command, user: Option<(u32, u32)>) {
     }
 }
 
-fn start_postgres(base: &Path) -> Result<String, String> {
+/// Writes a CA and a server certificate for `localhost` into `dir`, the key
+/// readable by the server's user only; returns the CA's and the
+/// certificate's and key's paths.
+fn postgres_certificates(
+    dir: &Path,
+    user: Option<(u32, u32)>,
+) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let ca = certs::TestCa::new("plausible-webhooks test CA");
+    let (cert, key) = ca.issue(&["localhost"]);
+    let write = |name: &str, contents: &str, mode: u32| -> Result<PathBuf, String> {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).map_err(|e| format!("cannot write {name}: {e}"))?;
+        set_mode(&path, mode)?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot chown {name}: {e}"))?;
+        }
+        Ok(path)
+    };
+    Ok((
+        write("ca.pem", &ca.pem, 0o644)?,
+        write("server.crt", &cert, 0o644)?,
+        write("server.key", &key, 0o600)?,
+    ))
+}
+
+/// Starts PostgreSQL with TLS on (for the certificate `postgres_certificates`
+/// makes); returns its admin URL and the CA's path.
+fn start_postgres(base: &Path) -> Result<(String, PathBuf), String> {
     let bin = postgres_bin_dir()?;
     let user = postgres_user()?;
     let dir = base.join("postgres");
@@ -219,6 +258,7 @@ fn start_postgres(base: &Path) -> Result<String, String> {
         ));
     }
 
+    let (ca, cert, key) = postgres_certificates(&dir, user)?;
     let mut last_error = String::new();
     for _ in 0..5 {
         let port = free_port()?;
@@ -243,7 +283,13 @@ fn start_postgres(base: &Path) -> Result<String, String> {
                 "max_connections=300",
                 "-c",
                 "shared_buffers=256MB",
+                "-c",
+                "ssl=on",
             ])
+            .arg("-c")
+            .arg(format!("ssl_cert_file={}", cert.display()))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", key.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -254,7 +300,9 @@ fn start_postgres(base: &Path) -> Result<String, String> {
             .map_err(|e| format!("cannot start postgres: {e}"))?;
         watch(child.id(), &dir)?;
         match wait_for_postgres(&bin, port, child) {
-            Ok(()) => return Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres")),
+            Ok(()) => {
+                return Ok((format!("postgres://postgres@127.0.0.1:{port}/postgres"), ca));
+            }
             Err(e) => last_error = e,
         }
     }
