@@ -65,6 +65,15 @@ pub struct ClickhouseConfig {
     pub password: Secret,
     pub events_table: String,
     pub request_timeout_secs: u64,
+    /// Trust the system's CA certificates for an https:// URL (Mozilla's
+    /// are always trusted).
+    pub use_system_roots: bool,
+    /// More CA certificates (PEM files) for an https:// URL.
+    pub ca_files: Vec<PathBuf>,
+    /// `migrate` connects as this user when set (it creates views and
+    /// tables; `run` only reads and may use a `readonly = 1` user).
+    pub migrate_user: String,
+    pub migrate_password: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -462,6 +471,12 @@ impl Config {
             "clickhouse.request_timeout_secs",
             &|| "must be between 1 and 3600".into(),
         );
+        check(ch.ca_files.len() <= 64, "clickhouse.ca_files", &|| {
+            "must list at most 64 files".into()
+        });
+        if let Err(e) = crate::tls::roots(false, false, &ch.ca_files) {
+            check(false, "clickhouse.ca_files", &|| e.to_string());
+        }
 
         check(
             (1..=86_400).contains(&self.registry.reconcile_interval_secs),

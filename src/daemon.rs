@@ -230,7 +230,7 @@ async fn wait_for_databases(
         }
         .await;
         match postgres {
-            Ok(()) => match analytics.version().await {
+            Ok(()) => match clickhouse_ready(analytics).await {
                 Ok(version) => {
                     tracing::info!(clickhouse_version = %version, "connected to postgres and clickhouse");
                     return Ok(());
@@ -247,4 +247,14 @@ async fn wait_for_databases(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(30));
     }
+}
+
+/// ClickHouse's version, once it answers and the daemon knows whether its
+/// user may change settings (a `readonly = 1` user may not).
+async fn clickhouse_ready(analytics: &Analytics) -> Result<String, AnalyticsError> {
+    let version = analytics.version().await?;
+    if !analytics.probe().await? {
+        tracing::info!("the clickhouse user is read-only; no settings are sent");
+    }
+    Ok(version)
 }

@@ -34,7 +34,7 @@ pub async fn migrate_with(
     migration_lock::lock(&client).await?;
     let result = async {
         let postgres = store::migrate(&mut client).await?;
-        let analytics = Analytics::new(&config.clickhouse);
+        let analytics = Analytics::for_migrations(&config.clickhouse);
         let clickhouse = analytics::apply_migrations(&analytics, clickhouse_migrations).await?;
         Ok::<_, MigrateError>(MigrateReport {
             postgres,

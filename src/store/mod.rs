@@ -108,20 +108,7 @@ fn detail(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// An error and its sources, joined with ": ".
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let next = cause.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = cause.source();
-    }
-    text
-}
+use crate::telemetry::error_chain as chain;
 
 /// Builds the connection pool. Connections are opened lazily; call
 /// [`ping`] to check that the database answers.

@@ -16,6 +16,22 @@ pub enum TelemetryError {
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
 }
 
+/// An error and its sources, joined with ": ", for messages that must say
+/// why (a TLS failure's reason hides two sources deep).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Installs the global log subscriber, writing to stderr. `RUST_LOG`, when
 /// set, overrides `log.level` for debugging.
 pub fn init_logs(config: &LogConfig) -> Result<(), TelemetryError> {

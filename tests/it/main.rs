@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod clickhouse_migrations;
+mod clickhouse_tls;
 mod config;
 mod daemon;
 mod delivery;

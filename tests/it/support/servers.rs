@@ -25,6 +25,14 @@ pub struct Servers {
     /// `localhost` only), when the harness started it with TLS on; `None`
     /// for a server named by `DATABASE_URL`.
     pub postgres_ca: Option<PathBuf>,
+    /// ClickHouse over HTTPS (`https://localhost:<port>`, a certificate
+    /// for `localhost` from the CA at `clickhouse_ca`), when the harness
+    /// started it.
+    pub clickhouse_https_url: Option<String>,
+    pub clickhouse_ca: Option<PathBuf>,
+    /// A `readonly = 1` ClickHouse user (no password) on the harness's
+    /// server.
+    pub clickhouse_readonly_user: Option<String>,
     /// The ClickHouse HTTP URL, e.g. `http://127.0.0.1:8123`.
     pub clickhouse_url: String,
     pub clickhouse_user: String,
@@ -53,6 +61,7 @@ fn start() -> Result<Servers, String> {
         None
     };
 
+    let mut clickhouse_tls = None;
     let (postgres_admin_url, postgres_ca) = match external_pg {
         Some(url) => (url, None),
         None => {
@@ -60,21 +69,25 @@ fn start() -> Result<Servers, String> {
             (url, Some(ca))
         }
     };
-    let (clickhouse_url, clickhouse_user, clickhouse_password) = match external_ch {
+    let (clickhouse_url, clickhouse_user, clickhouse_password) = match &external_ch {
         Some(url) => (
-            url,
+            url.clone(),
             std::env::var("CLICKHOUSE_USER").unwrap_or_else(|_| "default".into()),
             std::env::var("CLICKHOUSE_PASSWORD").unwrap_or_default(),
         ),
-        None => (
-            start_clickhouse(dir.as_deref().ok_or("no dir")?)?,
-            "default".into(),
-            String::new(),
-        ),
+        None => {
+            let ch = start_clickhouse(dir.as_deref().ok_or("no dir")?)?;
+            clickhouse_tls = Some((ch.https_url, ch.ca));
+            (ch.url, "default".into(), String::new())
+        }
     };
+    let (clickhouse_https_url, clickhouse_ca) = clickhouse_tls.unzip();
     Ok(Servers {
         postgres_admin_url,
         postgres_ca,
+        clickhouse_readonly_user: clickhouse_https_url.as_ref().map(|_| "reader".to_string()),
+        clickhouse_https_url,
+        clickhouse_ca,
         clickhouse_url,
         clickhouse_user,
         clickhouse_password,
@@ -195,7 +208,7 @@ fn as_postgres_user(cmd: &mut Command, user: Option<(u32, u32)>) {
 /// Writes a CA and a server certificate for `localhost` into `dir`, the key
 /// readable by the server's user only; returns the CA's and the
 /// certificate's and key's paths.
-fn postgres_certificates(
+fn server_certificates(
     dir: &Path,
     user: Option<(u32, u32)>,
 ) -> Result<(PathBuf, PathBuf, PathBuf), String> {
@@ -258,7 +271,7 @@ fn start_postgres(base: &Path) -> Result<(String, PathBuf), String> {
         ));
     }
 
-    let (ca, cert, key) = postgres_certificates(&dir, user)?;
+    let (ca, cert, key) = server_certificates(&dir, user)?;
     let mut last_error = String::new();
     for _ in 0..5 {
         let port = free_port()?;
@@ -351,22 +364,34 @@ fn clickhouse_command() -> Result<Command, String> {
     Err("ClickHouse is not installed (no clickhouse-server); run scripts/test as root to install it, or set CLICKHOUSE_URL".into())
 }
 
-fn start_clickhouse(base: &Path) -> Result<String, String> {
+/// The harness's ClickHouse: plain HTTP, HTTPS, and the CA of the latter.
+struct StartedClickhouse {
+    url: String,
+    https_url: String,
+    ca: PathBuf,
+}
+
+fn start_clickhouse(base: &Path) -> Result<StartedClickhouse, String> {
     let dir = base.join("clickhouse");
     for sub in ["data", "tmp", "user_files", "format_schemas"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
     }
     let users = dir.join("users.xml");
     std::fs::write(&users, USERS_XML).map_err(|e| e.to_string())?;
+    let (ca, cert, key) = server_certificates(&dir, None)?;
 
     let mut last_error = String::new();
     for _ in 0..5 {
         let http_port = free_port()?;
+        let https_port = free_port()?;
         let tcp_port = free_port()?;
         let config = dir.join("config.xml");
         let xml = CONFIG_XML
             .replace("{dir}", &dir.display().to_string())
             .replace("{http_port}", &http_port.to_string())
+            .replace("{https_port}", &https_port.to_string())
+            .replace("{cert}", &cert.display().to_string())
+            .replace("{key}", &key.display().to_string())
             .replace("{tcp_port}", &tcp_port.to_string());
         std::fs::write(&config, xml).map_err(|e| e.to_string())?;
         let mut cmd = clickhouse_command()?;
@@ -381,7 +406,13 @@ fn start_clickhouse(base: &Path) -> Result<String, String> {
             .map_err(|e| format!("cannot start clickhouse-server: {e}"))?;
         watch(child.id(), &dir)?;
         match wait_for_clickhouse(http_port, child) {
-            Ok(()) => return Ok(format!("http://127.0.0.1:{http_port}")),
+            Ok(()) => {
+                return Ok(StartedClickhouse {
+                    url: format!("http://127.0.0.1:{http_port}"),
+                    https_url: format!("https://localhost:{https_port}"),
+                    ca,
+                });
+            }
             Err(e) => last_error = e,
         }
     }
@@ -430,7 +461,19 @@ const CONFIG_XML: &str = r#"<?xml version="1.0"?>
     <console>0</console>
   </logger>
   <http_port>{http_port}</http_port>
+  <https_port>{https_port}</https_port>
   <tcp_port>{tcp_port}</tcp_port>
+  <openSSL>
+    <server>
+      <certificateFile>{cert}</certificateFile>
+      <privateKeyFile>{key}</privateKeyFile>
+      <verificationMode>none</verificationMode>
+      <loadDefaultCAFile>false</loadDefaultCAFile>
+      <cacheSessions>true</cacheSessions>
+      <disableProtocols>sslv2,sslv3</disableProtocols>
+      <preferServerCiphers>true</preferServerCiphers>
+    </server>
+  </openSSL>
   <listen_host>127.0.0.1</listen_host>
   <path>{dir}/data/</path>
   <tmp_path>{dir}/tmp/</tmp_path>
@@ -452,6 +495,9 @@ const USERS_XML: &str = r#"<?xml version="1.0"?>
     <default>
       <max_memory_usage>4000000000</max_memory_usage>
     </default>
+    <readonly>
+      <readonly>1</readonly>
+    </readonly>
   </profiles>
   <users>
     <default>
@@ -460,6 +506,12 @@ const USERS_XML: &str = r#"<?xml version="1.0"?>
       <profile>default</profile>
       <quota>default</quota>
     </default>
+    <reader>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>readonly</profile>
+      <quota>default</quota>
+    </reader>
   </users>
   <quotas>
     <default>
