@@ -256,5 +256,8 @@ async fn clickhouse_ready(analytics: &Analytics) -> Result<String, AnalyticsErro
     if !analytics.probe().await? {
         tracing::info!("the clickhouse user is read-only; no settings are sent");
     }
+    for problem in crate::analytics::install::check_objects(analytics).await? {
+        tracing::error!(problem = %problem, "clickhouse is not as migrate left it; not ready until fixed");
+    }
     Ok(version)
 }

@@ -19,7 +19,7 @@ use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use crate::analytics::Analytics;
+use crate::analytics::{Analytics, install};
 use crate::telemetry::health::Health;
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +111,8 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::V
     }
     if clickhouse != "ok" {
         problems.push(format!("clickhouse: {clickhouse}"));
+    } else {
+        problems.extend(install_problems(&state.analytics, limit).await);
     }
     problems.extend(report.problems());
     let status = if problems.is_empty() {
@@ -130,6 +132,22 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_json::V
             "tasks": report.tasks,
         })),
     )
+}
+
+/// What is wrong with Plausible's events table or the daemon's views and
+/// tables in ClickHouse (a view whose table was dropped fails Plausible's
+/// own inserts).
+async fn install_problems(analytics: &Analytics, limit: Duration) -> Vec<String> {
+    let check = async {
+        let mut problems = install::check_objects(analytics).await?;
+        problems.extend(install::check_events_table(analytics).await?);
+        Ok::<_, crate::analytics::AnalyticsError>(problems)
+    };
+    match tokio::time::timeout(limit, check).await {
+        Ok(Ok(problems)) => problems,
+        Ok(Err(e)) => vec![format!("clickhouse: {e}")],
+        Err(_) => vec!["clickhouse: the check of the daemon's views timed out".to_string()],
+    }
 }
 
 async fn render_metrics(State(state): State<AppState>) -> (StatusCode, String) {

@@ -36,6 +36,18 @@ enum Command {
     CheckConfig,
     /// Manage webhooks: list, add, update, test, deliveries, replay, …
     Webhooks(plausible_webhooks::cli::WebhooksArgs),
+    /// Check both connections, the schemas, the views, the trigger lag and
+    /// the outbox; exit code 1 if a check fails.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove everything the daemon created in both databases.
+    Uninstall {
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,8 +73,21 @@ fn main() -> ExitCode {
         }
     };
 
-    if let Command::Webhooks(args) = cli.command {
-        return webhooks(&config, args);
+    match cli.command {
+        Command::Webhooks(args) => return webhooks(&config, args),
+        Command::Doctor { json } => {
+            return tool(async {
+                if plausible_webhooks::cli::doctor::run(&config, json).await {
+                    Ok(())
+                } else {
+                    Err(plausible_webhooks::cli::CliError::Failed(String::new()))
+                }
+            });
+        }
+        Command::Uninstall { yes } => {
+            return tool(plausible_webhooks::cli::uninstall::run(&config, yes));
+        }
+        _ => {}
     }
 
     if let Err(e) = telemetry::init_logs(&config.log) {
@@ -88,7 +113,7 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
-            Command::CheckConfig | Command::Webhooks(_) => Ok(()),
+            _ => Ok(()),
         }
     });
     match result {
@@ -104,6 +129,12 @@ fn main() -> ExitCode {
 /// The `webhooks` commands: their output on stdout, errors on stderr, no
 /// logs; exit 2 for a refused flag, 1 for anything else that failed.
 fn webhooks(config: &Config, args: plausible_webhooks::cli::WebhooksArgs) -> ExitCode {
+    tool(plausible_webhooks::cli::run(config, args))
+}
+
+/// Runs an operator's command (`webhooks`, `doctor`, `uninstall`) to its
+/// end: output on stdout, errors on stderr, the error's exit code.
+fn tool(command: impl Future<Output = Result<(), plausible_webhooks::cli::CliError>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -114,7 +145,7 @@ fn webhooks(config: &Config, args: plausible_webhooks::cli::WebhooksArgs) -> Exi
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(plausible_webhooks::cli::run(config, args)) {
+    match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = e.to_string();

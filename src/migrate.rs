@@ -1,6 +1,8 @@
-//! The `migrate` command: applies the Postgres and then the ClickHouse
-//! migrations while holding a Postgres advisory lock, so that concurrent
-//! runs (two replicas starting at once) are safe and the second is a no-op.
+//! The `migrate` command: checks that Plausible's schema has what the
+//! daemon reads (changing nothing if not), then applies the Postgres and
+//! then the ClickHouse migrations while holding a Postgres advisory lock, so
+//! that concurrent runs (two replicas starting at once) are safe and the
+//! second is a no-op.
 
 use crate::analytics::{self, Analytics, AnalyticsError};
 use crate::config::Config;
@@ -12,6 +14,8 @@ pub enum MigrateError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Analytics(#[from] AnalyticsError),
+    #[error("Plausible's schema lacks what the daemon reads, so nothing was changed:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    PlausibleSchema { problems: Vec<String> },
 }
 
 /// What one `migrate` run applied.
@@ -33,8 +37,9 @@ pub async fn migrate_with(
     let mut client = store::connect(&config.postgres).await?;
     migration_lock::lock(&client).await?;
     let result = async {
-        let postgres = store::migrate(&mut client).await?;
         let analytics = Analytics::for_migrations(&config.clickhouse);
+        check_plausible(&client, &analytics).await?;
+        let postgres = store::migrate(&mut client).await?;
         let clickhouse = analytics::apply_migrations(&analytics, clickhouse_migrations).await?;
         Ok::<_, MigrateError>(MigrateReport {
             postgres,
@@ -45,4 +50,18 @@ pub async fn migrate_with(
     // The lock also ends with the session; an explicit release is tidier.
     let _ = migration_lock::unlock(&client).await;
     result
+}
+
+/// Checks Plausible's tables in both databases before anything changes.
+async fn check_plausible(
+    client: &tokio_postgres::Client,
+    analytics: &Analytics,
+) -> Result<(), MigrateError> {
+    let mut problems = store::plausible::check(client).await?;
+    problems.extend(analytics::install::check_events_table(analytics).await?);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(MigrateError::PlausibleSchema { problems })
+    }
 }

@@ -22,7 +22,7 @@ pub struct Migration {
 }
 
 impl Migration {
-    fn checksum(&self) -> String {
+    pub(super) fn checksum(&self) -> String {
         Sha256::digest(self.sql.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -30,7 +30,7 @@ impl Migration {
     }
 
     /// The statements of the file, split at `;` line ends, comments dropped.
-    fn statements(&self) -> Vec<String> {
+    pub(super) fn statements(&self) -> Vec<String> {
         let mut statements = Vec::new();
         let mut current = String::new();
         for line in self.sql.lines() {
@@ -74,7 +74,21 @@ pub fn embedded_migrations() -> &'static [Migration] {
     ]
 }
 
-/// Applies the migrations not yet recorded; returns the versions applied.
+/// The recorded migrations: version and checksum.
+pub(super) async fn applied(analytics: &Analytics) -> Result<Vec<(u32, String)>, AnalyticsError> {
+    analytics
+        .bounded(
+            analytics
+                .client()
+                .query(&analytics.render(include_str!("sql/applied_migrations.sql")))
+                .fetch_all::<(u32, String)>(),
+        )
+        .await
+}
+
+/// Applies the migrations not yet recorded, and again those recorded whose
+/// objects have gone (a view's target table dropped by hand: every
+/// statement is idempotent); returns the versions applied.
 pub async fn apply_migrations(
     analytics: &Analytics,
     migrations: &[Migration],
@@ -82,14 +96,11 @@ pub async fn apply_migrations(
     analytics
         .execute(&analytics.render(include_str!("sql/create_migrations_table.sql")))
         .await?;
-    let applied: Vec<(u32, String)> = analytics
-        .bounded(
-            analytics
-                .client()
-                .query(&analytics.render(include_str!("sql/applied_migrations.sql")))
-                .fetch_all::<(u32, String)>(),
-        )
-        .await?;
+    let applied = applied(analytics).await?;
+    let tables: std::collections::BTreeMap<String, String> = super::install::tables(analytics)
+        .await?
+        .into_iter()
+        .collect();
 
     let mut done = Vec::new();
     for migration in migrations {
@@ -100,21 +111,17 @@ pub async fn apply_migrations(
                     name: migration.name.to_string(),
                 });
             }
+            if !super::install::complete(migration, &tables) {
+                run_statements(analytics, migration).await?;
+                tracing::warn!(
+                    version = migration.version,
+                    name = migration.name,
+                    "restored the missing objects of a clickhouse migration"
+                );
+            }
             continue;
         }
-        for statement in migration.statements() {
-            analytics
-                .execute(&analytics.render(&statement))
-                .await
-                .map_err(|e| match e {
-                    AnalyticsError::Query(source) => AnalyticsError::Migration {
-                        version: migration.version,
-                        name: migration.name.to_string(),
-                        source,
-                    },
-                    other => other,
-                })?;
-        }
+        run_statements(analytics, migration).await?;
         analytics
             .bounded(
                 analytics
@@ -134,6 +141,27 @@ pub async fn apply_migrations(
         done.push(migration.version);
     }
     Ok(done)
+}
+
+/// Runs a migration's statements, naming it in an error.
+async fn run_statements(
+    analytics: &Analytics,
+    migration: &Migration,
+) -> Result<(), AnalyticsError> {
+    for statement in migration.statements() {
+        analytics
+            .execute(&analytics.render(&statement))
+            .await
+            .map_err(|e| match e {
+                AnalyticsError::Query(source) => AnalyticsError::Migration {
+                    version: migration.version,
+                    name: migration.name.to_string(),
+                    source,
+                },
+                other => other,
+            })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

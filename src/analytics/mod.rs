@@ -3,6 +3,7 @@
 //! All SQL runs on ClickHouse 18.16 and on current releases; the client
 //! therefore talks plain `RowBinary` with schema validation off.
 
+pub mod install;
 mod migrations;
 pub mod triggers;
 

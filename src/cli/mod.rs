@@ -3,8 +3,10 @@
 //! works beside the web app or without it. Everything but `test` works
 //! without a running daemon. SQL lives in `store::manage`.
 
+pub mod doctor;
 mod flags;
 mod render;
+pub mod uninstall;
 
 use std::time::{Duration, Instant};
 

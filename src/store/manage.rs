@@ -413,3 +413,43 @@ pub async fn replay_since(
         .map(|r| Ok(r.try_get(0)?))
         .collect()
 }
+
+/// The server's version and whether the session is encrypted (`doctor`).
+pub async fn connection_info(client: &impl GenericClient) -> Result<(String, bool), StoreError> {
+    let row = client
+        .query_one(include_str!("sql/doctor_connection.sql"), &[])
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// The outbox at a glance (`doctor`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutboxSummary {
+    pub pending: i64,
+    pub due: i64,
+    /// How long the oldest due delivery has waited, in seconds.
+    pub overdue_secs: f64,
+    pub failed_today: i64,
+}
+
+pub async fn outbox_summary(client: &impl GenericClient) -> Result<OutboxSummary, StoreError> {
+    let row = client
+        .query_one(include_str!("sql/doctor_outbox.sql"), &[])
+        .await?;
+    Ok(OutboxSummary {
+        pending: row.try_get(0)?,
+        due: row.try_get(1)?,
+        overdue_secs: row.try_get(2)?,
+        failed_today: row.try_get(3)?,
+    })
+}
+
+/// The trigger engine's cursor: the newest insert it has counted.
+pub async fn trigger_cursor(
+    client: &impl GenericClient,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let row = client
+        .query_opt(include_str!("sql/trigger_cursor_load.sql"), &[&"triggers"])
+        .await?;
+    Ok(row.and_then(|r| r.try_get(0).ok()))
+}

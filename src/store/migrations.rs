@@ -11,7 +11,7 @@ refinery::embed_migrations!("migrations/postgres");
 /// refinery's history table; named for the project so that it cannot clash
 /// with Plausible's own tables in the same database (`sql/schema_version.sql`
 /// names it too).
-const HISTORY_TABLE: &str = "plausible_webhooks_schema_history";
+pub(super) const HISTORY_TABLE: &str = "plausible_webhooks_schema_history";
 
 /// Arbitrary, fixed: the key of the session advisory lock `migrate` holds.
 const LOCK_KEY: i64 = 0x706c_7768_6d69_6772; // "plwhmigr"
@@ -54,6 +54,15 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<String>, StoreError> {
         .iter()
         .map(|m| m.to_string())
         .collect())
+}
+
+/// The SQL of every migration this build carries, in order.
+pub(super) fn sources() -> Vec<String> {
+    migrations::runner()
+        .get_migrations()
+        .iter()
+        .filter_map(|m| m.sql().map(str::to_string))
+        .collect()
 }
 
 /// The newest migration this build carries.

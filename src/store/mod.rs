@@ -9,8 +9,10 @@ pub mod deliveries;
 pub mod goals;
 pub mod manage;
 mod migrations;
+pub mod plausible;
 pub mod tls;
 pub mod triggers;
+pub mod uninstall;
 pub mod webhooks;
 
 use std::time::Duration;

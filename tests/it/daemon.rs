@@ -328,7 +328,7 @@ async fn killed_mid_delivery_every_delivery_still_arrives_with_its_id() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plausible_variables_alone_start_the_daemon() {
-    let pg = TestPostgres::migrated().await;
+    let pg = TestPostgres::with_plausible().await;
     let ch = TestClickhouse::new().await;
     let servers = crate::support::servers();
     let mut clickhouse = url::Url::parse(&servers.clickhouse_url).unwrap();
@@ -344,13 +344,23 @@ async fn plausible_variables_alone_start_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.toml");
     std::fs::write(&file, "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-    let mut daemon = binary()
-        .arg("run")
-        .arg("--config")
-        .arg(&file)
-        .env("DATABASE_URL", &pg.url)
-        .env("CLICKHOUSE_DATABASE_URL", clickhouse.as_str())
-        .env("BASE_URL", "https://analytics.example.com")
+    let plausible = |command: &str| {
+        let mut cmd = binary();
+        cmd.arg(command)
+            .arg("--config")
+            .arg(&file)
+            .env("DATABASE_URL", &pg.url)
+            .env("CLICKHOUSE_DATABASE_URL", clickhouse.as_str())
+            .env("BASE_URL", "https://analytics.example.com");
+        cmd
+    };
+    let migrated = plausible("migrate").output().unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let mut daemon = plausible("run")
         .env("PLAUSIBLE_WEBHOOKS_LOG__FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

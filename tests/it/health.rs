@@ -30,6 +30,7 @@ async fn a_task_that_panics_is_reported_down_then_restarted() {
     let pg = TestPostgres::migrated().await;
     let ch = TestClickhouse::new().await;
     let config = config(&pg, &ch);
+    plausible_webhooks::migrate::migrate(&config).await.unwrap();
     let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
     let analytics = plausible_webhooks::analytics::Analytics::new(&config.clickhouse);
     let health = Health::default();

@@ -12,6 +12,7 @@ mod delivery;
 mod delivery_client;
 mod docs;
 mod health;
+mod install;
 mod postgres_schema;
 mod postgres_tls;
 mod registry;

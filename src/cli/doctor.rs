@@ -1,0 +1,231 @@
+//! `plausible-webhooks doctor`: one command that checks an install end to
+//! end and prints a verdict per check; exit code 1 if any fails.
+
+use chrono::Utc;
+
+use super::render;
+use crate::analytics::{Analytics, install};
+use crate::config::Config;
+use crate::store::{self, manage};
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub check: &'static str,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+fn check(check: &'static str, verdict: Verdict, detail: impl Into<String>) -> Check {
+    Check {
+        check,
+        verdict,
+        detail: detail.into(),
+    }
+}
+
+/// A trigger backlog past this is a warning, past `LAG_FAIL_SECS` a failure.
+const LAG_WARN_SECS: u32 = 60;
+const LAG_FAIL_SECS: u32 = 600;
+/// A due delivery waiting longer than this means no daemon delivers.
+const OVERDUE_FAIL_SECS: f64 = 300.0;
+
+/// Runs every check; true when none failed.
+pub async fn run(config: &Config, json: bool) -> bool {
+    let mut checks = postgres_checks(config).await;
+    let analytics = Analytics::new(&config.clickhouse);
+    checks.extend(clickhouse_checks(config, &analytics).await);
+    checks.extend(backlog_checks(config, &analytics).await);
+    if json {
+        print!("{}", render::json(&checks));
+    } else {
+        for c in &checks {
+            println!("{:<4}  {}: {}", c.verdict.as_str(), c.check, c.detail);
+        }
+    }
+    checks.iter().all(|c| c.verdict != Verdict::Fail)
+}
+
+async fn postgres_checks(config: &Config) -> Vec<Check> {
+    let client = match store::connect(&config.postgres).await {
+        Ok(client) => client,
+        Err(e) => return vec![check("postgres connection", Verdict::Fail, e.to_string())],
+    };
+    let target = store::pg_config(&config.postgres)
+        .map(|pg| store::target(&pg))
+        .unwrap_or_default();
+    let mut checks = vec![match manage::connection_info(&client).await {
+        Ok((version, ssl)) => check(
+            "postgres connection",
+            Verdict::Ok,
+            format!(
+                "PostgreSQL {version} at {target}, {}",
+                if ssl { "TLS" } else { "not encrypted" }
+            ),
+        ),
+        Err(e) => check("postgres connection", Verdict::Fail, e.to_string()),
+    }];
+    checks.push(match store::plausible::check(&client).await {
+        Ok(problems) if problems.is_empty() => check(
+            "plausible's postgres tables",
+            Verdict::Ok,
+            "sites and goals have every column the daemon reads",
+        ),
+        Ok(problems) => check(
+            "plausible's postgres tables",
+            Verdict::Fail,
+            problems.join("; "),
+        ),
+        Err(e) => check("plausible's postgres tables", Verdict::Fail, e.to_string()),
+    });
+    checks.push(match store::check_schema(&client).await {
+        Ok(()) => check(
+            "postgres schema",
+            Verdict::Ok,
+            format!("at version {}", store::latest_version()),
+        ),
+        Err(e) => check("postgres schema", Verdict::Fail, e.to_string()),
+    });
+    checks
+}
+
+async fn clickhouse_checks(config: &Config, analytics: &Analytics) -> Vec<Check> {
+    let version = match analytics.version().await {
+        Ok(v) => v,
+        Err(e) => return vec![check("clickhouse connection", Verdict::Fail, e.to_string())],
+    };
+    // A readonly user may change no setting: find out before asking any.
+    let readonly = match analytics.probe().await {
+        Ok(allowed) => !allowed,
+        Err(e) => return vec![check("clickhouse connection", Verdict::Fail, e.to_string())],
+    };
+    let tls = if config.clickhouse.url.starts_with("https://") {
+        "TLS"
+    } else {
+        "not encrypted"
+    };
+    let mut checks = vec![check(
+        "clickhouse connection",
+        Verdict::Ok,
+        format!(
+            "ClickHouse {version} at {}, {tls}, as {}{}",
+            origin(&config.clickhouse.url),
+            config.clickhouse.user,
+            if readonly { " (read-only)" } else { "" }
+        ),
+    )];
+    checks.push(match install::check_events_table(analytics).await {
+        Ok(problems) if problems.is_empty() => check(
+            "plausible's events table",
+            Verdict::Ok,
+            format!(
+                "{} has every column the daemon reads",
+                config.clickhouse.events_table
+            ),
+        ),
+        Ok(problems) => check(
+            "plausible's events table",
+            Verdict::Fail,
+            problems.join("; "),
+        ),
+        Err(e) => check("plausible's events table", Verdict::Fail, e.to_string()),
+    });
+    checks.push(match install::check_objects(analytics).await {
+        Ok(problems) if problems.is_empty() => check(
+            "clickhouse views",
+            Verdict::Ok,
+            format!(
+                "{} views and tables, as migrate left them",
+                install::all_objects().len()
+            ),
+        ),
+        Ok(problems) => check("clickhouse views", Verdict::Fail, problems.join("; ")),
+        Err(e) => check("clickhouse views", Verdict::Fail, e.to_string()),
+    });
+    checks
+}
+
+/// The trigger cursor's lag behind the newest insert, and the outbox.
+async fn backlog_checks(config: &Config, analytics: &Analytics) -> Vec<Check> {
+    let Ok(client) = store::connect(&config.postgres).await else {
+        return Vec::new();
+    };
+    let mut checks = Vec::new();
+    let cursor = manage::trigger_cursor(&client).await;
+    let newest = install::newest_insert(analytics).await;
+    checks.push(match (cursor, newest) {
+        (Ok(_), Ok(0)) => check(
+            "trigger cursor",
+            Verdict::Ok,
+            "no events have arrived since the views were installed",
+        ),
+        (Ok(None), Ok(_)) => check(
+            "trigger cursor",
+            Verdict::Warn,
+            "events have arrived but no trigger engine has run yet: is `plausible-webhooks run` running?",
+        ),
+        (Ok(Some(cursor)), Ok(newest)) => {
+            let lag = newest.saturating_sub(cursor.timestamp().clamp(0, i64::from(u32::MAX)) as u32);
+            let verdict = match lag {
+                l if l > LAG_FAIL_SECS => Verdict::Fail,
+                l if l > LAG_WARN_SECS => Verdict::Warn,
+                _ => Verdict::Ok,
+            };
+            check("trigger cursor", verdict, format!("{lag} s behind the newest insert"))
+        }
+        (Err(e), _) => check("trigger cursor", Verdict::Fail, e.to_string()),
+        (_, Err(e)) => check("trigger cursor", Verdict::Fail, e.to_string()),
+    });
+    checks.push(match manage::outbox_summary(&client).await {
+        Ok(o) => {
+            let verdict = if o.overdue_secs > OVERDUE_FAIL_SECS {
+                Verdict::Fail
+            } else {
+                Verdict::Ok
+            };
+            let oldest = if o.due > 0 {
+                format!(", the oldest due for {:.0} s", o.overdue_secs)
+            } else {
+                String::new()
+            };
+            check(
+                "outbox",
+                verdict,
+                format!(
+                    "{} pending, {} due{oldest}; {} failed in the last day (checked at {})",
+                    o.pending,
+                    o.due,
+                    o.failed_today,
+                    render::time(Some(Utc::now()))
+                ),
+            )
+        }
+        Err(e) => check("outbox", Verdict::Fail, e.to_string()),
+    });
+    checks
+}
+
+/// A URL's scheme, host and port, never its credentials or path.
+fn origin(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| "(an unparsable URL)".into())
+}
