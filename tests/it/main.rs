@@ -10,6 +10,7 @@ mod config;
 mod daemon;
 mod delivery;
 mod delivery_client;
+mod deploy;
 mod docs;
 mod health;
 mod install;
