@@ -144,17 +144,7 @@ pub const MIGRATIONS_TABLE: &str = "plausible_webhooks_migrations";
 /// migrations that are missing or of the wrong kind (a view's target
 /// table dropped: Plausible's own inserts then fail).
 pub async fn check_objects(analytics: &Analytics) -> Result<Vec<String>, AnalyticsError> {
-    let tables: BTreeMap<String, String> = analytics
-        .bounded(
-            analytics
-                .client()
-                .query(include_str!("sql/database_tables.sql"))
-                .bind(analytics.database())
-                .fetch_all::<(String, String)>(),
-        )
-        .await?
-        .into_iter()
-        .collect();
+    let tables: BTreeMap<String, String> = tables(analytics).await?.into_iter().collect();
     if !tables.contains_key(MIGRATIONS_TABLE) {
         return Ok(vec![
             "the daemon's ClickHouse views are not installed: run `plausible-webhooks migrate`"
@@ -230,17 +220,7 @@ pub async fn uninstall(analytics: &Analytics) -> Result<Vec<String>, AnalyticsEr
     objects.sort_by_key(|o| !o.view);
     let mut names: Vec<String> = objects.into_iter().map(|o| o.name).collect();
     names.push(MIGRATIONS_TABLE.to_string());
-    let present: BTreeMap<String, String> = analytics
-        .bounded(
-            analytics
-                .client()
-                .query(include_str!("sql/database_tables.sql"))
-                .bind(analytics.database())
-                .fetch_all::<(String, String)>(),
-        )
-        .await?
-        .into_iter()
-        .collect();
+    let present: BTreeMap<String, String> = tables(analytics).await?.into_iter().collect();
     let mut dropped = Vec::new();
     for name in names.into_iter().filter(|n| present.contains_key(n)) {
         let sql = analytics
@@ -265,7 +245,7 @@ pub async fn newest_insert(analytics: &Analytics) -> Result<u32, AnalyticsError>
         .await
 }
 
-/// The tables of the database, for tests that compare before and after.
+/// Every table and view of the daemon's database, with its engine.
 pub async fn tables(analytics: &Analytics) -> Result<Vec<(String, String)>, AnalyticsError> {
     analytics
         .bounded(

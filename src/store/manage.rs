@@ -212,7 +212,10 @@ pub async fn list_webhooks(
     site_id: Option<i64>,
 ) -> Result<Vec<WebhookInfo>, StoreError> {
     client
-        .query(include_str!("sql/manage/webhooks_list.sql"), &[&site_id])
+        .query(
+            include_str!("sql/manage/webhooks_list.sql"),
+            &[&site_id, &None::<i64>],
+        )
         .await?
         .iter()
         .map(WebhookInfo::from_row)
@@ -224,7 +227,10 @@ pub async fn get_webhook(
     id: i64,
 ) -> Result<Option<WebhookInfo>, StoreError> {
     client
-        .query_opt(include_str!("sql/manage/webhook_get.sql"), &[&id])
+        .query_opt(
+            include_str!("sql/manage/webhooks_list.sql"),
+            &[&None::<i64>, &Some(id)],
+        )
         .await?
         .as_ref()
         .map(WebhookInfo::from_row)

@@ -1,5 +1,6 @@
--- Every webhook (of one site when $1 is set) with its site's domain and its
--- endpoint health, secrets left out. Oldest first within a site.
+-- Every webhook (of one site when $1 is set; the one numbered $2 when that
+-- is set) with its site's domain, its endpoint health and the version it
+-- was read at (updated_at), secrets left out. Oldest first within a site.
 SELECT w.id, w.site_id, s.domain, w.url, w.description, w.enabled, w.event_types,
        w.spike_threshold, w.spike_window_minutes, w.drop_threshold, w.cooldown_minutes,
        w.goal_ids, w.goal_interval_seconds, w.previous_secret_expires_at,
@@ -8,5 +9,6 @@ SELECT w.id, w.site_id, s.domain, w.url, w.description, w.enabled, w.event_types
 FROM webhooks w
 JOIN sites s ON s.id = w.site_id
 LEFT JOIN webhook_endpoint_health h ON h.webhook_id = w.id
-WHERE $1::bigint IS NULL OR w.site_id = $1::bigint
+WHERE ($1::bigint IS NULL OR w.site_id = $1::bigint)
+  AND ($2::bigint IS NULL OR w.id = $2::bigint)
 ORDER BY w.site_id, w.inserted_at, w.id
