@@ -6,6 +6,7 @@
 //! addresses may be reached; the registry also uses it).
 
 pub mod client;
+pub mod formats;
 pub mod retry;
 pub mod schedule;
 pub mod signing;
