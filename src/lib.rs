@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod http;
 pub mod migrate;
 pub mod registry;
+pub mod retention;
 pub mod store;
 pub mod telemetry;
 pub mod triggers;

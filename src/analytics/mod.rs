@@ -4,6 +4,7 @@
 //! therefore talks plain `RowBinary` with schema validation off.
 
 mod migrations;
+pub mod retention;
 pub mod triggers;
 
 use std::time::Duration;

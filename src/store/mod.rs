@@ -8,6 +8,7 @@
 pub mod deliveries;
 pub mod goals;
 mod migrations;
+pub mod retention;
 pub mod triggers;
 pub mod webhooks;
 

@@ -11,5 +11,6 @@ mod delivery_client;
 mod docs;
 mod postgres_schema;
 mod registry;
+mod retention;
 mod signing;
 mod triggers;
