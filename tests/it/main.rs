@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bad_rows;
 mod clickhouse_migrations;
 mod config;
 mod daemon;
