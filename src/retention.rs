@@ -127,15 +127,19 @@ impl Retention {
         let Some(lock) = PassLock::try_take(&self.pool).await? else {
             return Ok(None);
         };
+        // Each step runs even if one before it failed (an install without
+        // Plausible's `goals` still prunes ClickHouse); the first error is
+        // the pass's.
         let mut pruned = Pruned::default();
         let client = lock.client();
-        self.deliveries(client, stop, heartbeat, &mut pruned)
-            .await?;
-        self.goal_state(client, stop, heartbeat, &mut pruned)
-            .await?;
-        let position = outbox::trigger_position(client).await?;
-        self.partitions(position, &mut pruned).await?;
-        lock.release().await?;
+        let deliveries = self.deliveries(client, stop, heartbeat, &mut pruned).await;
+        let goals = self.goal_state(client, stop, heartbeat, &mut pruned).await;
+        let partitions = match outbox::trigger_position(client).await {
+            Ok(position) => self.partitions(position, &mut pruned).await,
+            Err(e) => Err(e.into()),
+        };
+        let released = lock.release().await.map_err(RetentionError::from);
+        deliveries.and(goals).and(partitions).and(released)?;
         Ok(Some(pruned))
     }
 

@@ -426,3 +426,49 @@ async fn retention_drops_old_clickhouse_partitions_and_keeps_recent_ones() {
     );
     assert_eq!(pruned.partitions.len(), 3, "{:?}", pruned.partitions);
 }
+
+#[test]
+fn the_retention_keys_are_bounded() {
+    use plausible_webhooks::config::Sources;
+    for (var, value, key) in [
+        (
+            "PLAUSIBLE_WEBHOOKS_RETENTION__DELIVERIES_DAYS",
+            "0",
+            "retention.deliveries_days",
+        ),
+        (
+            "PLAUSIBLE_WEBHOOKS_RETENTION__DELIVERIES_DAYS",
+            "3651",
+            "retention.deliveries_days",
+        ),
+        (
+            "PLAUSIBLE_WEBHOOKS_RETENTION__INTERVAL_SECS",
+            "9",
+            "retention.interval_secs",
+        ),
+        (
+            "PLAUSIBLE_WEBHOOKS_RETENTION__INTERVAL_SECS",
+            "86401",
+            "retention.interval_secs",
+        ),
+    ] {
+        let err = Config::load(&Sources {
+            file: None,
+            env: vec![(var.to_string(), value.to_string())],
+        })
+        .expect_err(var);
+        let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, [key], "{var}={value}");
+    }
+    let config = Config::load(&Sources {
+        file: None,
+        env: vec![(
+            "PLAUSIBLE_WEBHOOKS_RETENTION__DELIVERIES_DAYS".to_string(),
+            "3650".to_string(),
+        )],
+    })
+    .unwrap();
+    assert_eq!(config.retention.deliveries_days, 3650);
+    assert_eq!(Config::defaults().retention.deliveries_days, 30);
+    assert_eq!(Config::defaults().retention.interval_secs, 300);
+}
