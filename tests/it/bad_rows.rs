@@ -236,22 +236,24 @@ fn command(command: &str, env: &[(String, String)]) -> Child {
         .unwrap()
 }
 
-/// `/health/ready`: its status and JSON body.
-fn ready(admin: &str) -> Option<(u16, serde_json::Value)> {
+/// A GET on the admin server: its status and body.
+fn get(admin: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = std::net::TcpStream::connect(admin).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
-    write!(
-        stream,
-        "GET /health/ready HTTP/1.0\r\nHost: {admin}\r\n\r\n"
-    )
-    .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {admin}\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split(' ').nth(1)?.parse().ok()?;
     let body = response.split("\r\n\r\n").nth(1)?;
-    Some((status, serde_json::from_str(body).ok()?))
+    Some((status, body.to_string()))
+}
+
+/// `/health/ready`: its status and JSON body.
+fn ready(admin: &str) -> Option<(u16, serde_json::Value)> {
+    let (status, body) = get(admin, "/health/ready")?;
+    Some((status, serde_json::from_str(&body).ok()?))
 }
 
 async fn enqueue_tests(client: &Client, webhooks: &[i64]) -> Vec<String> {
@@ -434,6 +436,24 @@ VALUES (1, 'webhook.test', '{"type":"webhook.test","timestamp":"2026-01-01T00:00
             .all(|t| t["alive"] == true && t["restarts"] == 0),
         "{body}"
     );
+    let tasks: Vec<&str> = body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(tasks.contains(&"retention"), "{tasks:?}");
+    // The retention task ran its first pass at start.
+    wait_for(
+        "a retention pass is counted",
+        Duration::from_secs(30),
+        async || {
+            get(&daemon.admin, "/metrics").is_some_and(|(_, m)| {
+                m.contains("plausible_webhooks_retention_passes_total{result=\"ok\"}")
+            })
+        },
+    )
+    .await;
     // Goal completions may still be arriving; once nothing is pending,
     // nothing has failed either.
     let count = |sql: &'static str| {
