@@ -40,6 +40,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -107,6 +108,13 @@ pub struct DeliveryConfig {
     pub allowed_hosts: Vec<String>,
     pub use_system_roots: bool,
     pub ca_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub deliveries_days: u32,
+    pub interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -583,6 +591,18 @@ impl Config {
                 format!("not a valid level or filter: {e}")
             });
         }
+
+        let r = &self.retention;
+        check(
+            (1..=3650).contains(&r.deliveries_days),
+            "retention.deliveries_days",
+            &|| "must be between 1 and 3650".into(),
+        );
+        check(
+            (10..=86_400).contains(&r.interval_secs),
+            "retention.interval_secs",
+            &|| "must be between 10 and 86400".into(),
+        );
         problems
     }
 }

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::delivery::schedule::{DeliveryError, Scheduler};
 use crate::http::{AdminServer, HttpError};
 use crate::registry::RegistryHandle;
+use crate::retention::Retention;
 use crate::store::{self, StoreError};
 use crate::telemetry::health::{Health, STALLED_AFTER};
 use crate::triggers::TriggerEngine;
@@ -151,6 +152,13 @@ fn start_tasks(
             Ok::<_, DaemonError>(after_load(registry.clone(), stop.clone(), async move {
                 scheduler.run(stop, heartbeat).await
             }))
+        }
+    }));
+    tasks.push(supervisor.spawn("retention", {
+        let (config, pool, analytics) = (config.clone(), pool.clone(), analytics.clone());
+        move |stop, heartbeat| {
+            let retention = Retention::new(&config, pool.clone(), analytics.clone());
+            Ok::<_, DaemonError>(retention.run(stop, heartbeat))
         }
     }));
     tasks

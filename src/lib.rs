@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod http;
 pub mod migrate;
 pub mod registry;
+pub mod retention;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -5,6 +5,7 @@
 
 pub mod install;
 mod migrations;
+pub mod retention;
 pub mod triggers;
 
 use std::sync::Arc;

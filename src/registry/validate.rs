@@ -198,7 +198,35 @@ fn in_range(column: &str, value: i32, min: i32, max: i32) -> Result<u32, String>
     }
 }
 
+/// The longest goal name, event name or page path the daemon takes, in
+/// bytes. Plausible's own forms stay far below it; the cap keeps one odd row
+/// from making a payload larger than the outbox accepts (256 KiB) or a
+/// ClickHouse query longer than its limit, which would stop every webhook's
+/// triggers, not just this goal's.
+const GOAL_TEXT_MAX: usize = 1024;
+/// The most custom properties a goal may filter on (Plausible allows 3).
+const GOAL_PROPS_MAX: usize = 16;
+
+fn goal_text(id: i64, column: &str, value: &str) -> Result<(), String> {
+    if value.len() > GOAL_TEXT_MAX {
+        return Err(format!(
+            "goal {id}: {column} is {} bytes long; at most {GOAL_TEXT_MAX} are supported",
+            value.len()
+        ));
+    }
+    Ok(())
+}
+
 pub fn goal(row: &GoalRow) -> Result<Goal, String> {
+    goal_text(row.id, "display_name", &row.display_name)?;
+    for (column, value) in [
+        ("event_name", &row.event_name),
+        ("page_path", &row.page_path),
+    ] {
+        if let Some(value) = value {
+            goal_text(row.id, column, value)?;
+        }
+    }
     let kind = match (&row.event_name, &row.page_path) {
         (Some(name), None) => GoalKind::Event { name: name.clone() },
         (None, Some(path)) if row.scroll_threshold > -1 => {
@@ -227,10 +255,21 @@ pub fn goal(row: &GoalRow) -> Result<Goal, String> {
         }
     };
     let custom_props = match &row.custom_props {
+        serde_json::Value::Object(map) if map.len() > GOAL_PROPS_MAX => {
+            return Err(format!(
+                "goal {}: {} custom properties; at most {GOAL_PROPS_MAX} are supported",
+                row.id,
+                map.len()
+            ));
+        }
         serde_json::Value::Object(map) => map
             .iter()
             .map(|(k, v)| match v {
-                serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
+                serde_json::Value::String(s) => {
+                    goal_text(row.id, "custom property name", k)?;
+                    goal_text(row.id, "custom property value", s)?;
+                    Ok((k.clone(), s.clone()))
+                }
                 _ => Err(format!(
                     "goal {}: custom property {k:?} is not a string",
                     row.id
@@ -448,6 +487,22 @@ mod tests {
         );
         g.scroll_threshold = 101;
         assert!(goal(&g).is_err());
+        g.scroll_threshold = -1;
+        g.display_name = "é".repeat(600);
+        assert_eq!(
+            goal(&g).unwrap_err(),
+            "goal 1: display_name is 1200 bytes long; at most 1024 are supported"
+        );
+        g.display_name = "Signup 🎉".into();
+        g.custom_props =
+            serde_json::Value::Object((0..17).map(|i| (format!("k{i}"), "v".into())).collect());
+        assert_eq!(
+            goal(&g).unwrap_err(),
+            "goal 1: 17 custom properties; at most 16 are supported"
+        );
+        g.custom_props = serde_json::json!({"plan": "x".repeat(2000)});
+        assert!(goal(&g).unwrap_err().contains("custom property value"));
+        g.custom_props = serde_json::json!({});
         g.event_name = Some("x".into());
         assert!(goal(&g).is_err());
     }

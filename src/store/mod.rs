@@ -10,6 +10,7 @@ pub mod goals;
 pub mod manage;
 mod migrations;
 pub mod plausible;
+pub mod retention;
 pub mod tls;
 pub mod triggers;
 pub mod uninstall;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use tokio_postgres::GenericClient;
 use tokio_postgres::Row;
+use tokio_postgres::types::Timestamp;
 
 use super::StoreError;
 
@@ -43,35 +44,57 @@ pub struct UnreadableRow {
 
 impl WebhookRow {
     fn from_row(row: &Row) -> Result<WebhookRow, UnreadableRow> {
-        let decode = || -> Result<WebhookRow, tokio_postgres::Error> {
+        let decode = || -> Result<WebhookRow, String> {
+            let read = |e: tokio_postgres::Error| format!("the row could not be read: {e}");
             Ok(WebhookRow {
-                id: row.try_get("id")?,
-                site_id: row.try_get("site_id")?,
-                site_domain: row.try_get("domain")?,
-                site_timezone: row.try_get("timezone")?,
-                url: row.try_get("url")?,
-                secret: row.try_get("secret")?,
-                previous_secret: row.try_get("previous_secret")?,
-                previous_secret_expires_at: row.try_get("previous_secret_expires_at")?,
-                event_types: row.try_get("event_types")?,
-                spike_threshold: row.try_get("spike_threshold")?,
-                spike_window_minutes: row.try_get("spike_window_minutes")?,
-                drop_threshold: row.try_get("drop_threshold")?,
-                cooldown_minutes: row.try_get("cooldown_minutes")?,
-                goal_ids: row.try_get("goal_ids")?,
-                goal_interval_seconds: row.try_get("goal_interval_seconds")?,
-                last_error: row.try_get("last_error")?,
-                inserted_at: row.try_get("inserted_at")?,
-                updated_at: row.try_get("updated_at")?,
+                id: row.try_get("id").map_err(read)?,
+                site_id: row.try_get("site_id").map_err(read)?,
+                site_domain: row.try_get("domain").map_err(read)?,
+                site_timezone: row.try_get("timezone").map_err(read)?,
+                url: row.try_get("url").map_err(read)?,
+                secret: row.try_get("secret").map_err(read)?,
+                previous_secret: row.try_get("previous_secret").map_err(read)?,
+                previous_secret_expires_at: time(row, "previous_secret_expires_at")?,
+                event_types: row.try_get("event_types").map_err(read)?,
+                spike_threshold: row.try_get("spike_threshold").map_err(read)?,
+                spike_window_minutes: row.try_get("spike_window_minutes").map_err(read)?,
+                drop_threshold: row.try_get("drop_threshold").map_err(read)?,
+                cooldown_minutes: row.try_get("cooldown_minutes").map_err(read)?,
+                goal_ids: row.try_get("goal_ids").map_err(read)?,
+                goal_interval_seconds: row.try_get("goal_interval_seconds").map_err(read)?,
+                last_error: row.try_get("last_error").map_err(read)?,
+                inserted_at: required_time(row, "inserted_at")?,
+                updated_at: required_time(row, "updated_at")?,
             })
         };
-        decode().map_err(|e| UnreadableRow {
+        decode().map_err(|error| UnreadableRow {
             id: row.try_get("id").unwrap_or_default(),
             site_id: row.try_get("site_id").unwrap_or_default(),
             updated_at: row.try_get("updated_at").ok(),
-            error: format!("the row could not be read: {e}"),
+            error,
         })
     }
+}
+
+/// A timestamp column, with a sentence for `last_error` when it holds
+/// `infinity`, `-infinity` or a time beyond what the daemon can represent
+/// (V9's constraints refuse them; this covers a database without them).
+fn time(row: &Row, column: &str) -> Result<Option<DateTime<Utc>>, String> {
+    match row.try_get::<_, Option<Timestamp<DateTime<Utc>>>>(column) {
+        Ok(None) => Ok(None),
+        Ok(Some(Timestamp::Value(t))) => Ok(Some(t)),
+        Ok(Some(Timestamp::PosInfinity)) => {
+            Err(format!("{column} is infinity; it must be a finite time"))
+        }
+        Ok(Some(Timestamp::NegInfinity)) => {
+            Err(format!("{column} is -infinity; it must be a finite time"))
+        }
+        Err(e) => Err(format!("{column} cannot be read: {e}")),
+    }
+}
+
+fn required_time(row: &Row, column: &str) -> Result<DateTime<Utc>, String> {
+    time(row, column)?.ok_or_else(|| format!("{column} must not be null"))
 }
 
 fn decode_all(rows: &[Row]) -> Vec<Result<WebhookRow, UnreadableRow>> {

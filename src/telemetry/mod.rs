@@ -155,6 +155,23 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "One HTTP attempt, from connecting to the end of the response."
     );
+    metrics::describe_counter!(
+        "plausible_webhooks_retention_passes_total",
+        "Retention passes, by result (ok, skipped while another replica ran one, error)."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_retention_rows_deleted_total",
+        "Rows the retention pass deleted, by table."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_retention_partitions_dropped_total",
+        "ClickHouse partitions the retention pass dropped, by table."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_retention_last_pass_duration_seconds",
+        metrics::Unit::Seconds,
+        "Wall time of the last retention pass that ran."
+    );
     metrics::gauge!("plausible_webhooks_build_info", "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bad_rows;
 mod cli;
 mod clickhouse_migrations;
 mod clickhouse_tls;
@@ -17,5 +18,6 @@ mod install;
 mod postgres_schema;
 mod postgres_tls;
 mod registry;
+mod retention;
 mod signing;
 mod triggers;
