@@ -157,7 +157,14 @@ fn start_tasks(
     tasks.push(supervisor.spawn("retention", {
         let (config, pool, analytics) = (config.clone(), pool.clone(), analytics.clone());
         move |stop, heartbeat| {
-            let retention = Retention::new(&config, pool.clone(), analytics.clone());
+            // Dropping partitions alters tables: a read-only `run` user
+            // leaves it to `clickhouse.migrate_user`, when one is set.
+            let pruning = if config.clickhouse.migrate_user.is_empty() {
+                analytics.clone()
+            } else {
+                Analytics::for_migrations(&config.clickhouse)
+            };
+            let retention = Retention::new(&config, pool.clone(), pruning);
             Ok::<_, DaemonError>(retention.run(stop, heartbeat))
         }
     }));

@@ -82,6 +82,11 @@ impl Retention {
 
     /// Runs a pass at start and then every interval, until shutdown.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, heartbeat: Heartbeat) {
+        if self.analytics.read_only() {
+            tracing::warn!(
+                "the clickhouse user is read-only and clickhouse.migrate_user is unset: old partitions of the view tables are not dropped"
+            );
+        }
         while !*shutdown.borrow() {
             heartbeat.beat();
             let started = Instant::now();
@@ -202,6 +207,12 @@ impl Retention {
         position: Option<DateTime<Utc>>,
         pruned: &mut Pruned,
     ) -> Result<(), RetentionError> {
+        if self.analytics.read_only() {
+            tracing::debug!(
+                "the clickhouse user is read-only; set clickhouse.migrate_user to prune the view tables"
+            );
+            return Ok(());
+        }
         let now = Utc::now();
         for partition in views::partitions(&self.analytics).await? {
             let kept = match partition.table {

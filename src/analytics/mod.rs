@@ -161,6 +161,12 @@ impl Analytics {
         }
     }
 
+    /// True once [`Analytics::probe`] found a `readonly = 1` user: it may
+    /// read, but neither change settings nor alter tables.
+    pub fn read_only(&self) -> bool {
+        !self.settings_allowed.load(Ordering::Acquire)
+    }
+
     pub(crate) fn client(&self) -> &clickhouse::Client {
         if self.settings_allowed.load(Ordering::Acquire) {
             &self.batched
