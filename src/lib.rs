@@ -7,6 +7,7 @@ pub mod changes;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
+pub mod egress;
 pub mod http;
 pub mod migrate;
 pub mod registry;

@@ -10,8 +10,6 @@
 //! reconciliation re-reads everything as a safety net and counts the drift
 //! it had to fix.
 
-pub(crate) mod listener;
-
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
@@ -20,11 +18,11 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::delivery::ssrf::Policy;
+use crate::egress::Policy;
 use crate::registry::{RegistryHandle, UrlRules, changed_goals, changed_webhooks, row_site};
+use crate::store::listener::{Listener, Notification};
 use crate::store::{self, StoreError, goals, webhooks};
 use crate::telemetry::health::{BEAT_EVERY, Heartbeat};
-use listener::{Listener, Notification};
 
 /// The channels the migrations' triggers notify.
 const WEBHOOKS_CHANNEL: &str = "webhooks_changed";

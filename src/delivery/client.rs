@@ -28,8 +28,8 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::signing::SignedHeaders;
-use super::ssrf::{Blocked, Policy};
 use crate::config::DeliveryConfig;
+use crate::egress::{Blocked, Policy};
 
 /// At most this much of a response body is kept (and read).
 pub const SNIPPET_BYTES: usize = 16 * 1024;

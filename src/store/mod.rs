@@ -7,6 +7,7 @@
 
 pub mod deliveries;
 pub mod goals;
+pub(crate) mod listener;
 mod migrations;
 pub mod triggers;
 pub mod webhooks;

@@ -1,5 +1,6 @@
-//! The dedicated LISTEN connection, driven through `poll_message`, its
-//! notifications forwarded on a bounded queue.
+//! A dedicated LISTEN connection, driven through `poll_message`, its
+//! notifications forwarded on a bounded queue. The change stream and the
+//! delivery scheduler each hold one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use crate::store::StoreError;
+use super::StoreError;
 
 /// Notifications waiting to be applied; past this the queue overflows and
-/// the registry is read in full instead.
+/// its owner reads what it follows in full instead.
 const QUEUE: usize = 100_000;
 
 #[derive(Debug, Clone)]
@@ -61,7 +62,7 @@ impl Listener {
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "change stream connection failed");
+                        tracing::warn!(error = %e, "listening connection failed");
                         break;
                     }
                     None => break,
