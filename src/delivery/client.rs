@@ -267,12 +267,16 @@ fn classify(error: &hyper_util::client::legacy::Error) -> (ErrorKind, String) {
     (kind, message)
 }
 
-/// A name that resolved only to addresses the policy refuses.
+/// A name that resolved only to addresses the policy refuses. The message
+/// is stored in the attempt, which site owners read: it names the kinds of
+/// address, never the internal addresses themselves (logged at debug).
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves only to refused addresses ({reasons})")]
+#[error(
+    "{host} resolves only to non-public addresses ({kinds}); webhooks may only target public addresses"
+)]
 struct BlockedName {
     host: String,
-    reasons: String,
+    kinds: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -314,17 +318,22 @@ impl tower_service::Service<Name> for GuardedResolver {
                 return Ok(addrs.into_iter());
             }
             let mut allowed = Vec::new();
-            let mut refused = Vec::new();
+            let mut kinds: Vec<&'static str> = Vec::new();
             for addr in addrs {
                 match policy.check(addr.ip()) {
                     Ok(()) => allowed.push(addr),
-                    Err(blocked) => refused.push(blocked.to_string()),
+                    Err(blocked) => {
+                        tracing::debug!(host = %host, address = %blocked.address, kind = blocked.kind, "refused address");
+                        if !kinds.contains(&blocked.kind) {
+                            kinds.push(blocked.kind);
+                        }
+                    }
                 }
             }
             if allowed.is_empty() {
                 return Err(Box::new(BlockedName {
                     host,
-                    reasons: refused.join("; "),
+                    kinds: kinds.join(", "),
                 }) as Self::Error);
             }
             Ok(allowed.into_iter())
