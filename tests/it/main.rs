@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod delivery;
 mod delivery_client;
+mod delivery_unattended;
 mod docs;
 mod postgres_schema;
 mod registry;
