@@ -67,7 +67,8 @@ pub struct AttemptError {
     pub duration: Duration,
 }
 
-/// The kinds of failure recorded in `webhook_delivery_attempts.error_kind`.
+/// The kinds of failure without a response (the scheduler records them as
+/// the store's `ErrorKind` of the same name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The SSRF policy refused every address.
@@ -80,18 +81,6 @@ pub enum ErrorKind {
     Timeout,
     /// The connection broke or the response was not valid HTTP.
     Protocol,
-}
-
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Blocked => "blocked",
-            ErrorKind::Dns => "dns",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Protocol => "protocol",
-        }
-    }
 }
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;

@@ -74,6 +74,8 @@ const LEASE_QUERY_LIMIT: Duration = Duration::from_secs(10);
 const MAX_SCHEDULED: usize = 200_000;
 /// The longest sleep without looking at the schedule (and beating).
 const MAX_IDLE: Duration = BEAT_EVERY;
+/// How long the inner tasks may take to end after the flush limit.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long a delivery waits when its lease was refused though it is still
 /// pending and looked due, or when leasing failed.
 const RECHECK_MS: i64 = 1000;
@@ -341,7 +343,8 @@ async fn idle(
 /// Stops: the inner tasks are told to halt; the attempts in flight end
 /// (within the request timeout; those waiting for a place give up) and the
 /// writer records their outcomes within its flush limit; then the inner
-/// tasks are awaited, and aborted if they outstay it.
+/// tasks are awaited, and aborted if they outstay it. All of it ends within
+/// the flush limit and a moment's grace of the halt.
 async fn drain(
     lanes: Lanes,
     outcomes: mpsc::Sender<Outcome>,
@@ -350,15 +353,17 @@ async fn drain(
     limits: Limits,
 ) {
     let _ = halt.send(true);
+    let deadline = tokio::time::Instant::now() + limits.flush;
     let all = u32::try_from(lanes.leasable_total).unwrap_or(u32::MAX);
-    if tokio::time::timeout(limits.flush, lanes.leasable.acquire_many(all))
+    if tokio::time::timeout_at(deadline, lanes.leasable.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("delivery attempts still in flight at shutdown; their leases will run out");
     }
     drop(outcomes);
-    inner.stop(limits.flush).await;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    inner.stop(left + STOP_GRACE).await;
 }
 
 /// `delivery.disable_endpoint_after_secs`, and the reason the web app shows.
