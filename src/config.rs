@@ -536,9 +536,11 @@ impl Config {
             "delivery.request_timeout_secs",
             &|| "must be at least delivery.connect_timeout_secs and at most 3600".into(),
         );
-        check(d.max_in_flight >= 1, "delivery.max_in_flight", &|| {
-            "must be at least 1".into()
-        });
+        check(
+            (1..=MAX_IN_FLIGHT).contains(&d.max_in_flight),
+            "delivery.max_in_flight",
+            &|| format!("must be between 1 and {MAX_IN_FLIGHT}"),
+        );
         check(
             (1..=d.max_in_flight.max(1)).contains(&d.max_in_flight_per_endpoint),
             "delivery.max_in_flight_per_endpoint",
@@ -562,6 +564,21 @@ impl Config {
             (60..=366 * 86_400).contains(&d.disable_endpoint_after_secs),
             "delivery.disable_endpoint_after_secs",
             &|| "must be between 60 and 31622400 (366 days)".into(),
+        );
+        check(
+            d.allowed_cidrs.len() <= MAX_LIST,
+            "delivery.allowed_cidrs",
+            &|| format!("must list at most {MAX_LIST} CIDR blocks"),
+        );
+        check(
+            d.allowed_hosts.len() <= MAX_LIST,
+            "delivery.allowed_hosts",
+            &|| format!("must list at most {MAX_LIST} host names"),
+        );
+        check(
+            d.ca_files.len() <= MAX_CA_FILES,
+            "delivery.ca_files",
+            &|| format!("must list at most {MAX_CA_FILES} files"),
         );
         for cidr in &d.allowed_cidrs {
             if let Err(e) = parse_cidr(cidr) {
@@ -606,6 +623,15 @@ impl Config {
         problems
     }
 }
+
+/// The most requests in flight `delivery.max_in_flight` allows (each holds
+/// a connection and up to 16 KiB of response; twice as many are leased).
+const MAX_IN_FLIGHT: usize = 10_000;
+/// The most entries `delivery.allowed_cidrs` or `delivery.allowed_hosts`
+/// may list (each is checked on every connection).
+const MAX_LIST: usize = 1000;
+/// The most files `delivery.ca_files` may list.
+const MAX_CA_FILES: usize = 100;
 
 fn is_http_url(s: &str) -> bool {
     let rest = s

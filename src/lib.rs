@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
+pub mod egress;
 pub mod http;
 pub mod migrate;
 pub mod registry;

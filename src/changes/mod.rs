@@ -10,8 +10,6 @@
 //! reconciliation re-reads everything as a safety net and counts the drift
 //! it had to fix.
 
-pub(crate) mod listener;
-
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
@@ -20,11 +18,11 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::delivery::ssrf::Policy;
+use crate::egress::Policy;
 use crate::registry::{RegistryHandle, UrlRules, changed_goals, changed_webhooks, row_site};
+use crate::store::listener::{Listener, Notification};
 use crate::store::{self, StoreError, goals, webhooks};
 use crate::telemetry::health::{BEAT_EVERY, Heartbeat};
-use listener::{Listener, Notification};
 
 /// The channels the migrations' triggers notify.
 const WEBHOOKS_CHANNEL: &str = "webhooks_changed";
@@ -62,7 +60,7 @@ impl Resync {
 /// Runs the change stream until `shutdown` turns true.
 pub struct ChangeStream {
     pool: Pool,
-    pg: tokio_postgres::Config,
+    pg: store::PgTarget,
     registry: RegistryHandle,
     rules: UrlRules,
     reconcile_every: Duration,
@@ -74,14 +72,7 @@ impl ChangeStream {
         pool: Pool,
         registry: RegistryHandle,
     ) -> Result<ChangeStream, StoreError> {
-        let mut pg = store::pg_config(&config.postgres)?;
-        // A dead peer is noticed within about a minute even when no
-        // notification is due.
-        pg.keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
-            .keepalives_interval(Duration::from_secs(10))
-            .keepalives_retries(3)
-            .application_name("plausible-webhooks changes");
+        let pg = store::PgTarget::listening(&config.postgres, "plausible-webhooks changes")?;
         Ok(ChangeStream {
             pool,
             pg,

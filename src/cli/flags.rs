@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::registry::EventType;
+use crate::store::deliveries::Status;
 
 /// A duration: a whole number with an optional unit (`s`, `m`, `h`, `d`;
 /// seconds without one).
@@ -45,6 +46,12 @@ pub fn event_type(value: &str) -> Result<EventType, String> {
             known.join(", ")
         )
     })
+}
+
+/// A delivery status: pending, succeeded or failed.
+pub fn status(value: &str) -> Result<Status, String> {
+    Status::parse(value)
+        .ok_or_else(|| format!("unknown status {value:?}; expected pending, succeeded or failed"))
 }
 
 /// A point in time: RFC 3339, or a duration meaning that long ago.

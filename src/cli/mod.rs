@@ -17,6 +17,7 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::registry::EventType;
+use crate::store::deliveries::Status;
 use crate::store::manage::{self, DeliveryInfo, Settings, SiteRef, WebhookInfo};
 use crate::store::{self, StoreError};
 use render::{Table, opt, time};
@@ -109,9 +110,9 @@ enum WebhooksCommand {
         /// One delivery (msg_…): its payload and every attempt.
         #[arg(long = "id", value_name = "MSG", conflicts_with_all = ["status", "limit"])]
         delivery: Option<String>,
-        /// Only deliveries in this status.
-        #[arg(long, value_parser = ["pending", "succeeded", "failed"])]
-        status: Option<String>,
+        /// Only deliveries in this status: pending, succeeded or failed.
+        #[arg(long, value_parser = flags::status)]
+        status: Option<Status>,
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
         limit: i64,
     },
@@ -497,8 +498,8 @@ async fn test(client: &Client, out: &Output, id: i64, timeout: Duration) -> Resu
         attempt: attempts.into_iter().last(),
     };
     out.print(&result, || describe_test(&result));
-    match (result.delivery.status.as_str(), &result.attempt) {
-        ("succeeded", _) => Ok(()),
+    match (result.delivery.status, &result.attempt) {
+        (Status::Succeeded, _) => Ok(()),
         _ if out.json => Err(CliError::Failed(String::new())),
         _ => Err(CliError::Failed("the test delivery did not succeed".into())),
     }
@@ -515,7 +516,7 @@ async fn wait_for_outcome(
         let delivery = manage::get_delivery(client, id)
             .await?
             .ok_or_else(|| CliError::Failed(format!("delivery {id} disappeared")))?;
-        if delivery.status != "pending" || delivery.attempts > 0 {
+        if delivery.status != Status::Pending || delivery.attempts > 0 {
             return Ok(delivery);
         }
         if Instant::now() >= deadline {
@@ -530,7 +531,7 @@ async fn wait_for_outcome(
 
 fn describe_test(result: &TestResult) -> String {
     let d = &result.delivery;
-    let mut text = format!("delivery {} {}\n", d.id, d.status);
+    let mut text = format!("delivery {} {}\n", d.id, d.status.as_str());
     match &result.attempt {
         Some(a) => {
             text.push_str(&format!(
@@ -545,7 +546,7 @@ fn describe_test(result: &TestResult) -> String {
                 let snippet: String = snippet.chars().take(500).collect();
                 text.push_str(&format!("response: {snippet}\n"));
             }
-            if d.status == "pending" {
+            if d.status == Status::Pending {
                 text.push_str(&format!("next attempt at {}\n", time(d.next_attempt_at)));
             }
         }
@@ -558,11 +559,11 @@ async fn deliveries(
     client: &Client,
     out: &Output,
     webhook: i64,
-    status: Option<String>,
+    status: Option<Status>,
     limit: i64,
 ) -> Result<(), CliError> {
     webhook_numbered(client, webhook).await?;
-    let rows = manage::list_deliveries(client, webhook, status.as_deref(), limit).await?;
+    let rows = manage::list_deliveries(client, webhook, status, limit).await?;
     out.print(&rows, || {
         let mut table = Table::new(vec![
             "id",
@@ -578,12 +579,12 @@ async fn deliveries(
             table.row(vec![
                 d.id.clone(),
                 d.event_type.clone(),
-                d.status.clone(),
+                d.status.as_str().to_string(),
                 d.attempts.to_string(),
                 opt(d.last_status_code),
                 opt(d.last_error.as_deref()),
                 time(Some(d.inserted_at)),
-                if d.status == "pending" {
+                if d.status == Status::Pending {
                     time(d.next_attempt_at)
                 } else {
                     "-".into()
@@ -611,9 +612,13 @@ async fn delivery_detail(client: &Client, out: &Output, id: &str) -> Result<(), 
         let d = &detail.delivery;
         let mut text = format!(
             "delivery {} ({}) to webhook {}: {} after {} attempt(s)\n",
-            d.id, d.event_type, d.webhook_id, d.status, d.attempts
+            d.id,
+            d.event_type,
+            d.webhook_id,
+            d.status.as_str(),
+            d.attempts
         );
-        if d.status == "pending" {
+        if d.status == Status::Pending {
             text.push_str(&format!("next attempt at {}\n", time(d.next_attempt_at)));
         }
         let mut table = Table::new(vec![

@@ -28,8 +28,8 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::signing::SignedHeaders;
-use super::ssrf::{Blocked, Policy};
 use crate::config::DeliveryConfig;
+use crate::egress::{Blocked, Policy};
 
 /// At most this much of a response body is kept (and read).
 pub const SNIPPET_BYTES: usize = 16 * 1024;
@@ -67,7 +67,8 @@ pub struct AttemptError {
     pub duration: Duration,
 }
 
-/// The kinds of failure recorded in `webhook_delivery_attempts.error_kind`.
+/// The kinds of failure without a response (the scheduler records them as
+/// the store's `ErrorKind` of the same name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The SSRF policy refused every address.
@@ -80,18 +81,6 @@ pub enum ErrorKind {
     Timeout,
     /// The connection broke or the response was not valid HTTP.
     Protocol,
-}
-
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Blocked => "blocked",
-            ErrorKind::Dns => "dns",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Protocol => "protocol",
-        }
-    }
 }
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;
@@ -267,12 +256,16 @@ fn classify(error: &hyper_util::client::legacy::Error) -> (ErrorKind, String) {
     (kind, message)
 }
 
-/// A name that resolved only to addresses the policy refuses.
+/// A name that resolved only to addresses the policy refuses. The message
+/// is stored in the attempt, which site owners read: it names the kinds of
+/// address, never the internal addresses themselves (logged at debug).
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves only to refused addresses ({reasons})")]
+#[error(
+    "{host} resolves only to non-public addresses ({kinds}); webhooks may only target public addresses"
+)]
 struct BlockedName {
     host: String,
-    reasons: String,
+    kinds: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -314,17 +307,22 @@ impl tower_service::Service<Name> for GuardedResolver {
                 return Ok(addrs.into_iter());
             }
             let mut allowed = Vec::new();
-            let mut refused = Vec::new();
+            let mut kinds: Vec<&'static str> = Vec::new();
             for addr in addrs {
                 match policy.check(addr.ip()) {
                     Ok(()) => allowed.push(addr),
-                    Err(blocked) => refused.push(blocked.to_string()),
+                    Err(blocked) => {
+                        tracing::debug!(host = %host, address = %blocked.address, kind = blocked.kind, "refused address");
+                        if !kinds.contains(&blocked.kind) {
+                            kinds.push(blocked.kind);
+                        }
+                    }
                 }
             }
             if allowed.is_empty() {
                 return Err(Box::new(BlockedName {
                     host,
-                    reasons: refused.join("; "),
+                    kinds: kinds.join(", "),
                 }) as Self::Error);
             }
             Ok(allowed.into_iter())

@@ -3,44 +3,60 @@
 //! An in-memory [`Timeline`] says which pending deliveries are due when. It
 //! is filled by a full read of the pending rows (at start, whenever the
 //! wake-up connection reconnects or overflows, and every
-//! `delivery.resync_interval_secs`), by notifications on `webhook_deliveries_changed`
-//! (new deliveries and replays, with their webhook and due time) and by the
-//! scheduler's own retries once they are recorded. Due deliveries are taken
-//! in turns per webhook, within bounded concurrency (globally and per
-//! endpoint), and leased by id in Postgres, whose check decides: a second
-//! daemon, or a schedule that is out of date, never takes a delivery in
-//! flight. Each attempt's outcome goes to one writer task that records the
-//! outcomes in batches: the delivery's new state, the attempt, endpoint
-//! health, and webhooks to disable. A delivery is recorded only after its
-//! attempt, so a crash at any point loses nothing: the lease expires and the
-//! delivery is sent again, with the same `webhook-id`.
+//! `delivery.resync_interval_secs`: `resync`), by notifications on
+//! `webhook_deliveries_changed` (new deliveries and replays, with their
+//! webhook and due time: `listen`) and by the scheduler's own retries once
+//! they are recorded. Due deliveries are taken in turns per webhook, within
+//! bounded concurrency (globally and per endpoint), and leased by id in
+//! Postgres, whose check decides: a second daemon, or a schedule that is
+//! out of date, never takes a delivery in flight. Each lease has a token;
+//! each attempt (`attempt`) turns into an outcome carrying it, and one
+//! writer task (`writer`) records outcomes in batches: the delivery's new
+//! state (only while its lease is still the attempt's: fenced), the
+//! attempt, endpoint health, and webhooks to disable. A delivery is
+//! recorded only after its attempt, so a crash at any point loses nothing:
+//! the lease expires and the delivery is sent again, with the same
+//! `webhook-id`. Times are compared on Postgres's clock (`clock`).
+//!
+//! The loop in [`Scheduler::run`] is a few stages: take what is due
+//! (`take_due`), lease it, start an attempt per leased delivery and give
+//! back what was refused (`lease::Context::lease_and_dispatch`), or sleep
+//! (`idle`); `lanes` holds the bounds on concurrency. The timeline's state changes when a taken delivery is settled
+//! go through [`Shared::settle`]. The inner tasks (writer, resync,
+//! listener) are watched: if one ends or panics, `run` logs which and why,
+//! stops the others, lets the attempts in flight end within a bound and
+//! returns, and the supervisor starts the scheduler afresh.
 
+mod attempt;
+mod clock;
+mod inner;
+mod lanes;
+mod lease;
+mod listen;
+mod resync;
 mod timeline;
+mod writer;
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::TimeDelta;
 use deadpool_postgres::Pool;
-use serde::Deserialize;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
-use super::client::{DeliveryClient, ErrorKind};
-use super::retry::{Failure, RetryPolicy, parse_retry_after};
-use super::signing::sign;
-use crate::changes::listener::Listener;
 use crate::config::{Config, DeliveryConfig};
+use crate::delivery::client::DeliveryClient;
+use crate::delivery::retry::RetryPolicy;
 use crate::registry::RegistryHandle;
-use crate::store::deliveries::{self, Attempt, Claimed, DeadEndpoints, Outcome};
+use crate::store::deliveries::{DeadEndpoints, Outcome};
 use crate::store::{self, StoreError};
 use crate::telemetry::health::{BEAT_EVERY, Heartbeat};
+use clock::Clock;
+use inner::{Inner, Stop};
+use lanes::{Lanes, Places};
+use lease::Context;
 use timeline::Timeline;
 
-/// The NOTIFY channel of new and replayed deliveries.
-const CHANNEL: &str = "webhook_deliveries_changed";
 /// Deliveries leased per query at most.
 const LEASE_BATCH: usize = 500;
 /// Deliveries leased per webhook at most, as a multiple of its limit of
@@ -51,15 +67,17 @@ const LEASE_AHEAD: usize = 4;
 /// Time a lease must have left, beyond the request timeout, for an attempt
 /// to start on it.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
-/// Outcomes written per transaction at most.
-const WRITE_BATCH: usize = 1000;
+/// A lease query that takes longer is abandoned (its leases run out).
+const LEASE_QUERY_LIMIT: Duration = Duration::from_secs(10);
 /// Pending deliveries the in-memory schedule holds at most (about 150 bytes
 /// each). Beyond it, the rest wait in Postgres for a later full read.
 const MAX_SCHEDULED: usize = 200_000;
 /// The longest sleep without looking at the schedule (and beating).
 const MAX_IDLE: Duration = BEAT_EVERY;
+/// How long the inner tasks may take to end after the flush limit.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long a delivery waits when its lease was refused though it is still
-/// pending and looked due (the daemon's clock ahead of Postgres's).
+/// pending and looked due, or when leasing failed.
 const RECHECK_MS: i64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,11 +90,15 @@ pub enum DeliveryError {
 
 pub struct Scheduler {
     pool: Pool,
-    pg: tokio_postgres::Config,
+    pg: store::PgTarget,
     registry: RegistryHandle,
     client: DeliveryClient,
     retry: RetryPolicy,
     config: DeliveryConfig,
+    /// Added to the host clock's reading (tests only).
+    host_clock_skew: TimeDelta,
+    /// An inner task to fail at start (tests only).
+    fault: Option<&'static str>,
 }
 
 /// What the scheduler's tasks share.
@@ -86,13 +108,69 @@ struct Shared {
     wake: Notify,
     /// Asks for a full read of the pending deliveries.
     resync: Notify,
+    clock: Clock,
+}
+
+/// What becomes of a taken delivery once settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Nothing more to do here (recorded as final, or not pending).
+    Done,
+    /// Scheduled again at this time (ms since the epoch).
+    At(i64),
 }
 
 impl Shared {
     fn timeline(&self) -> MutexGuard<'_, Timeline> {
         self.timeline.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Settles taken deliveries: the one place they leave the taken set,
+    /// and are scheduled again or not.
+    fn settle<'a>(&self, settled: impl IntoIterator<Item = (&'a str, i64, Next)>) {
+        let mut timeline = self.timeline();
+        for (id, webhook_id, next) in settled {
+            timeline.finish(id);
+            if let Next::At(due) = next {
+                timeline.insert(id, webhook_id, due);
+            }
+        }
+        drop(timeline);
+        self.wake.notify_one();
+    }
+
+    /// A webhook's place was freed: its turns come back.
+    fn release(&self, webhook_id: i64) {
+        self.timeline().unblock(webhook_id);
+        self.wake.notify_one();
+    }
 }
+
+/// The lease and request limits, from the config.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// A lease's length: twice the request timeout plus 5 s, room to wait
+    /// for a place, then send.
+    lease: Duration,
+    request_timeout: Duration,
+    /// How long the writer keeps writing once the scheduler stops: the
+    /// attempts in flight end within the request timeout.
+    flush: Duration,
+}
+
+impl Limits {
+    fn new(config: &DeliveryConfig) -> Limits {
+        let request_timeout = Duration::from_secs(config.request_timeout_secs);
+        Limits {
+            lease: request_timeout * 2 + Duration::from_secs(5),
+            request_timeout,
+            flush: request_timeout + Duration::from_secs(5),
+        }
+    }
+}
+
+/// Due deliveries taken from the timeline, with their places.
+type Batch = Vec<(Arc<str>, i64, Places)>;
 
 impl Scheduler {
     pub fn new(
@@ -100,8 +178,7 @@ impl Scheduler {
         pool: Pool,
         registry: RegistryHandle,
     ) -> Result<Scheduler, DeliveryError> {
-        let mut pg = store::pg_config(&config.postgres)?;
-        pg.application_name("plausible-webhooks delivery");
+        let pg = store::PgTarget::listening(&config.postgres, "plausible-webhooks delivery")?;
         Ok(Scheduler {
             pool,
             pg,
@@ -109,616 +186,177 @@ impl Scheduler {
             client: DeliveryClient::new(&config.delivery)?,
             retry: RetryPolicy::new(&config.delivery.retry_schedule_secs),
             config: config.delivery.clone(),
+            host_clock_skew: TimeDelta::zero(),
+            fault: None,
         })
     }
 
+    /// Reads the host clock as if it were `skew` off (for tests of the
+    /// offset to Postgres's clock).
+    #[doc(hidden)]
+    pub fn with_host_clock_skew(mut self, skew: Duration, ahead: bool) -> Scheduler {
+        let skew = TimeDelta::from_std(skew).unwrap_or_default();
+        self.host_clock_skew = if ahead { skew } else { -skew };
+        self
+    }
+
+    /// Makes the named inner task (`outcome writer`, `delivery resync` or
+    /// `delivery listener`) panic as it starts (for tests of the
+    /// scheduler's own supervision).
+    #[doc(hidden)]
+    pub fn with_failing_inner_task(mut self, task: &'static str) -> Scheduler {
+        self.fault = Some(task);
+        self
+    }
+
     /// Sends deliveries until `shutdown` is true, then lets the attempts in
-    /// flight finish and records them.
+    /// flight finish and records them (within a bound). Returns early, with
+    /// the reason logged, if one of its inner tasks ends.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, heartbeat: Heartbeat) {
         let this = Arc::new(self);
+        let limits = Limits::new(&this.config);
         let shared = Arc::new(Shared {
             timeline: Mutex::new(Timeline::new(MAX_SCHEDULED)),
             wake: Notify::new(),
             resync: Notify::new(),
+            clock: Clock::new(this.host_clock_skew),
         });
-        // Twice the total timeout: room to wait for a place, then send.
-        let lease_secs = (this.config.request_timeout_secs * 2 + 5) as f64;
-        let lease = Duration::from_secs_f64(lease_secs);
-        let request_timeout = Duration::from_secs(this.config.request_timeout_secs);
+        shared.clock.measure(&this.pool).await;
+        let (halt_tx, halt) = watch::channel(false);
         let (outcomes, outcomes_rx) = mpsc::channel::<Outcome>(this.config.max_in_flight * 2);
-        let writer = tokio::spawn(write_outcomes(
-            this.pool.clone(),
-            outcomes_rx,
-            dead_endpoints(this.config.disable_endpoint_after_secs),
-            lease_secs,
-            shared.clone(),
-        ));
-        let listener = tokio::spawn(listen(this.pg.clone(), shared.clone(), shutdown.clone()));
-        let resync = tokio::spawn(resync(
-            this.pool.clone(),
-            shared.clone(),
-            Duration::from_secs(this.config.resync_interval_secs),
-            shutdown.clone(),
-        ));
-        // Requests in flight, and deliveries leased (twice as many: the
-        // rest wait for their webhook's place without taking a request's).
-        let max_in_flight = this.config.max_in_flight;
-        let per_webhook = this.config.max_in_flight_per_endpoint;
-        let global = Arc::new(Semaphore::new(max_in_flight));
-        let leasable = Arc::new(Semaphore::new(2 * max_in_flight));
-        let mut endpoints: HashMap<i64, Endpoint> = HashMap::new();
-        let mut failing = false;
-
-        loop {
+        let mut inner = this.start_inner(&shared, &limits, outcomes_rx, &halt);
+        let mut lanes = Lanes::new(&this.config);
+        let mut context = Context {
+            this: &this,
+            shared: &shared,
+            limits,
+            outcomes: &outcomes,
+            requests: lanes.requests.clone(),
+            halt: &halt,
+            failing: false,
+        };
+        let stop = loop {
             heartbeat.beat();
             if *shutdown.borrow() {
-                break;
+                break Stop::Shutdown;
             }
-            // Take what is due, as far as there is room: at most
-            // LEASE_AHEAD times a webhook's limit of requests in flight
-            // leased per webhook, and twice the global limit in all.
-            let free = leasable.available_permits().min(LEASE_BATCH);
-            let (batch, next_due) = {
-                let mut timeline = shared.timeline();
-                timeline.promote(Utc::now().timestamp_millis());
-                let batch = if free > 0 {
-                    endpoints
-                        .retain(|_, e| e.leased.available_permits() < LEASE_AHEAD * per_webhook);
-                    timeline.take(free, |webhook_id| {
-                        let endpoint = endpoints
-                            .entry(webhook_id)
-                            .or_insert_with(|| Endpoint::new(per_webhook))
-                            .clone();
-                        let leased = endpoint.leased.clone().try_acquire_owned().ok()?;
-                        let lease = leasable.clone().try_acquire_owned().ok()?;
-                        Some(Places {
-                            endpoint,
-                            _leased: leased,
-                            _lease: lease,
-                        })
-                    })
-                } else {
-                    Vec::new()
-                };
-                metrics::gauge!("plausible_webhooks_delivery_scheduled").set(timeline.len() as f64);
-                metrics::gauge!("plausible_webhooks_delivery_in_flight")
-                    .set(timeline.taken() as f64);
-                if timeline.take_overflowed() {
-                    shared.resync.notify_one();
-                }
-                (batch, timeline.next_due())
-            };
-
-            if !batch.is_empty() {
-                let ids: Vec<&str> = batch.iter().map(|(id, _, _)| &**id).collect();
-                // The leases run from a moment after this.
-                let leased_at = Instant::now();
-                match deliveries::lease(&this.pool, &ids, lease_secs).await {
-                    Ok(claimed) => {
-                        if failing {
-                            tracing::info!("delivery scheduler reaches postgres again");
-                            failing = false;
-                        }
-                        let mut taken: HashMap<Arc<str>, (i64, Places)> = batch
-                            .into_iter()
-                            .map(|(id, webhook_id, places)| (id, (webhook_id, places)))
-                            .collect();
-                        for delivery in claimed {
-                            let Some((_, places)) = taken.remove(delivery.id.as_str()) else {
-                                continue;
-                            };
-                            let global = global.clone();
-                            let this = this.clone();
-                            let outcomes = outcomes.clone();
-                            let shared = shared.clone();
-                            tokio::spawn(async move {
-                                let webhook_id = delivery.webhook_id;
-                                let in_flight =
-                                    places.endpoint.in_flight.clone().acquire_owned().await;
-                                let request = global.acquire_owned().await;
-                                // Waiting for a place took too much of the
-                                // lease (a slow receiver): leave it to run
-                                // out, and take the delivery again then.
-                                let left = lease.saturating_sub(leased_at.elapsed());
-                                if left < request_timeout + LEASE_MARGIN {
-                                    drop(request);
-                                    drop(in_flight);
-                                    tracing::debug!(delivery_id = %delivery.id, "lease too short to send on; taken again when it runs out");
-                                    let due = Utc::now().timestamp_millis()
-                                        + (left + LEASE_MARGIN).as_millis() as i64;
-                                    {
-                                        let mut timeline = shared.timeline();
-                                        timeline.finish(&delivery.id);
-                                        timeline.insert(&delivery.id, webhook_id, due);
-                                    }
-                                    drop(places);
-                                    shared.timeline().unblock(webhook_id);
-                                    shared.wake.notify_one();
-                                    return;
-                                }
-                                let outcome = this.attempt(delivery).await;
-                                drop(request);
-                                drop(in_flight);
-                                let _ = outcomes.send(outcome).await;
-                                drop(places);
-                                shared.timeline().unblock(webhook_id);
-                                shared.wake.notify_one();
-                            });
-                        }
-                        // Refused leases: give the places back, and put
-                        // those still pending back in the schedule.
-                        if !taken.is_empty() {
-                            let missed: Vec<(Arc<str>, i64)> = taken
-                                .into_iter()
-                                .map(|(id, (webhook_id, _places))| (id, webhook_id))
-                                .collect();
-                            {
-                                let mut timeline = shared.timeline();
-                                for (_, webhook_id) in &missed {
-                                    timeline.unblock(*webhook_id);
-                                }
-                            }
-                            recheck(&this.pool, &shared, &missed).await;
-                        }
-                    }
-                    Err(e) => {
-                        if !failing {
-                            tracing::warn!(error = %e, "cannot lease deliveries; retrying");
-                            failing = true;
-                        }
-                        let retry_at = Utc::now().timestamp_millis() + RECHECK_MS;
-                        {
-                            let mut timeline = shared.timeline();
-                            for (id, webhook_id, _) in &batch {
-                                timeline.finish(id);
-                                timeline.insert(id, *webhook_id, retry_at);
-                            }
-                        }
-                        drop(batch);
-                        tokio::select! {
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = shutdown.wait_for(|stop| *stop) => break,
-                        }
-                    }
-                }
-                continue;
-            }
-
-            // Sleep until something may be due: a new or replayed delivery,
-            // a place freed, a retry recorded, or the next scheduled time.
-            let idle = next_due
-                .map(|at| Duration::from_millis((at - Utc::now().timestamp_millis()).max(0) as u64))
-                .unwrap_or(MAX_IDLE);
-            tokio::select! {
-                () = shared.wake.notified() => {}
-                () = tokio::time::sleep(idle.clamp(Duration::from_millis(1), MAX_IDLE)) => {}
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            }
-        }
-
-        // Let the attempts in flight finish (each is bounded by the total
-        // timeout), then let the writer record them.
-        let _ = leasable.acquire_many(2 * max_in_flight as u32).await;
-        drop(outcomes);
-        let _ = writer.await;
-        listener.abort();
-        resync.abort();
-    }
-
-    /// One attempt of one delivery, as an outcome to record.
-    async fn attempt(&self, delivery: Claimed) -> Outcome {
-        let now = Utc::now();
-        metrics::histogram!("plausible_webhooks_delivery_lag_seconds").record(
-            (now - delivery.next_attempt_at)
-                .to_std()
-                .unwrap_or_default()
-                .as_secs_f64(),
-        );
-        let number = delivery.attempts + 1;
-        let mut outcome = Outcome {
-            id: delivery.id.clone(),
-            webhook_id: delivery.webhook_id,
-            status: "failed",
-            attempts: delivery.attempts,
-            next_attempt_at: None,
-            attempted_at: now,
-            status_code: None,
-            error: None,
-            delivered_at: None,
-            attempt: None,
-            disable: None,
-        };
-        let Some(webhook) = self.registry.webhook(delivery.webhook_id) else {
-            // A webhook created a moment ago may not have reached the
-            // registry yet: a young delivery never tried waits a little.
-            if delivery.attempts == 0 && now - delivery.inserted_at < chrono::Duration::seconds(60)
-            {
-                outcome.status = "pending";
-                outcome.next_attempt_at = Some(now + chrono::Duration::seconds(2));
-                outcome.attempted_at = delivery.last_attempt_at.unwrap_or(now);
-                return outcome;
-            }
-            outcome.error = Some(
-                "the webhook is disabled, deleted, invalid or over its site's limit; replay the delivery once it is active"
-                    .into(),
-            );
-            return outcome;
-        };
-        let Some(headers) = sign(
-            &delivery.id,
-            now,
-            delivery.payload.as_bytes(),
-            &webhook.secrets,
-        ) else {
-            outcome.error = Some("the webhook has no active signing secret".into());
-            return outcome;
-        };
-        let result = self
-            .client
-            .post(&webhook.url, &headers, Bytes::from(delivery.payload))
-            .await;
-        metrics::histogram!("plausible_webhooks_delivery_attempt_duration_seconds").record(
-            match &result {
-                Ok(response) => response.duration,
-                Err(e) => e.duration,
-            }
-            .as_secs_f64(),
-        );
-        outcome.attempts = number;
-        let result = result.and_then(|response| {
-            if (100..=599).contains(&response.status) {
-                Ok(response)
+            let (batch, next_due) = take_due(&shared, &mut lanes);
+            let step = if batch.is_empty() {
+                idle(&shared, next_due, &mut shutdown, &mut inner).await
             } else {
-                Err(super::client::AttemptError {
-                    kind: ErrorKind::Protocol,
-                    message: format!("invalid HTTP status {}", response.status),
-                    duration: response.duration,
-                })
-            }
-        });
-        let (failure, retry_after, attempt) = match result {
-            Ok(response) => {
-                let code = i32::from(response.status);
-                outcome.status_code = Some(code);
-                let attempt = Attempt {
-                    number,
-                    started_at: now,
-                    duration_ms: millis(response.duration),
-                    status_code: Some(code),
-                    error_kind: None,
-                    error: None,
-                    snippet: Some(response.snippet.clone()),
-                };
-                match response.status {
-                    200..=299 => {
-                        outcome.status = "succeeded";
-                        outcome.delivered_at = Some(Utc::now());
-                        outcome.attempt = Some(attempt);
-                        metrics::counter!("plausible_webhooks_deliveries_total", "result" => "succeeded").increment(1);
-                        return outcome;
-                    }
-                    410 => {
-                        outcome.error = Some("the endpoint answered 410 Gone".into());
-                        outcome.disable = Some(
-                            "the endpoint answered 410 Gone, asking not to be called again".into(),
-                        );
-                        outcome.attempt = Some(Attempt {
-                            error_kind: Some("gone"),
-                            error: outcome.error.clone(),
-                            ..attempt
-                        });
-                        metrics::counter!("plausible_webhooks_deliveries_total", "result" => "gone").increment(1);
-                        return outcome;
-                    }
-                    status => {
-                        let (kind, message) = match status {
-                            300..=399 => (
-                                "redirect",
-                                format!("HTTP {status}: redirects are not followed"),
-                            ),
-                            429 => ("rate_limited", format!("HTTP {status}")),
-                            _ => ("status", format!("HTTP {status}")),
-                        };
-                        outcome.error = Some(message.clone());
-                        let failure = if status == 429 {
-                            Failure::TooManyRequests
-                        } else {
-                            Failure::Other
-                        };
-                        let retry_after = response
-                            .retry_after
-                            .as_deref()
-                            .and_then(|v| parse_retry_after(v, Utc::now()));
-                        (
-                            failure,
-                            retry_after,
-                            Attempt {
-                                error_kind: Some(kind),
-                                error: Some(message),
-                                ..attempt
-                            },
-                        )
-                    }
-                }
-            }
-            Err(e) => {
-                outcome.error = Some(e.message.clone());
-                let failure = if e.kind == ErrorKind::Timeout {
-                    Failure::Timeout
-                } else {
-                    Failure::Other
-                };
-                (
-                    failure,
-                    None,
-                    Attempt {
-                        number,
-                        started_at: now,
-                        duration_ms: millis(e.duration),
-                        status_code: None,
-                        error_kind: Some(e.kind.as_str()),
-                        error: Some(e.message),
-                        snippet: None,
-                    },
-                )
-            }
-        };
-        outcome.attempt = Some(attempt);
-        let jitter = jitter(&delivery.id, number);
-        match self
-            .retry
-            .next_wait(number as u32, failure, retry_after, jitter)
-        {
-            Some(wait) => {
-                outcome.status = "pending";
-                outcome.next_attempt_at =
-                    Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
-                metrics::counter!("plausible_webhooks_deliveries_total", "result" => "retry")
-                    .increment(1);
-            }
-            None => {
-                metrics::counter!("plausible_webhooks_deliveries_total", "result" => "failed")
-                    .increment(1);
-            }
-        }
-        outcome
-    }
-}
-
-/// One webhook's places: deliveries leased (`LEASE_AHEAD` times its limit
-/// of requests in flight), and requests in flight
-/// (`delivery.max_in_flight_per_endpoint`).
-#[derive(Clone)]
-struct Endpoint {
-    leased: Arc<Semaphore>,
-    in_flight: Arc<Semaphore>,
-}
-
-impl Endpoint {
-    fn new(limit: usize) -> Endpoint {
-        Endpoint {
-            leased: Arc::new(Semaphore::new(LEASE_AHEAD * limit)),
-            in_flight: Arc::new(Semaphore::new(limit)),
-        }
-    }
-}
-
-/// The places a taken delivery holds until its outcome is handed over.
-struct Places {
-    endpoint: Endpoint,
-    _leased: OwnedSemaphorePermit,
-    _lease: OwnedSemaphorePermit,
-}
-
-/// Puts deliveries whose lease was refused back in the schedule if they
-/// are still pending, at the time Postgres says they can next be leased.
-async fn recheck(pool: &Pool, shared: &Shared, missed: &[(Arc<str>, i64)]) {
-    let ids: Vec<&str> = missed.iter().map(|(id, _)| &**id).collect();
-    let soonest = Utc::now().timestamp_millis() + RECHECK_MS;
-    match deliveries::pending_among(pool, &ids).await {
-        Ok(pending) => {
-            let mut timeline = shared.timeline();
-            for (id, _) in missed {
-                timeline.finish(id);
-            }
-            for p in pending {
-                timeline.insert(&p.id, p.webhook_id, p.due.timestamp_millis().max(soonest));
-            }
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot check refused leases; trying them again");
-            let mut timeline = shared.timeline();
-            for (id, webhook_id) in missed {
-                timeline.finish(id);
-                timeline.insert(id, *webhook_id, soonest);
-            }
-        }
-    }
-}
-
-/// Records outcomes in batches until every sender is gone. Once a batch is
-/// stored, its deliveries leave the taken set, and the retries among them
-/// join the schedule.
-async fn write_outcomes(
-    pool: Pool,
-    mut outcomes: mpsc::Receiver<Outcome>,
-    dead: DeadEndpoints,
-    lease_secs: f64,
-    shared: Arc<Shared>,
-) {
-    while let Some(first) = outcomes.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < WRITE_BATCH {
-            match outcomes.try_recv() {
-                Ok(o) => batch.push(o),
-                Err(_) => break,
-            }
-        }
-        let mut delay = Duration::from_millis(100);
-        let stored = loop {
-            match deliveries::record(&pool, &batch, &dead).await {
-                Ok(disabled) => {
-                    for webhook_id in disabled {
-                        tracing::warn!(webhook_id, "webhook disabled");
-                    }
-                    break vec![true; batch.len()];
-                }
-                // A row the database refuses would block every other
-                // outcome: record them one by one, and a refused one without
-                // its attempt detail, or not at all (its lease then runs
-                // out and the delivery is tried again).
-                Err(e) if e.is_refused_data() => {
-                    tracing::error!(error = %e, count = batch.len(), "delivery outcomes refused; recording them one by one");
-                    let mut stored = Vec::with_capacity(batch.len());
-                    for outcome in &batch {
-                        stored.push(record_alone(&pool, outcome, &dead).await);
-                    }
-                    break stored;
-                }
-                // Nothing is lost while Postgres is away: the outcomes wait
-                // here (and if the process dies, the leases expire and the
-                // deliveries are sent again).
-                Err(e) => {
-                    tracing::warn!(error = %e, count = batch.len(), retry_in = ?delay, "cannot record delivery outcomes");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-            }
-        };
-        let mut timeline = shared.timeline();
-        for (outcome, stored) in batch.iter().zip(stored) {
-            timeline.finish(&outcome.id);
-            let due = if !stored {
-                // Still leased: due when the lease runs out at the latest.
-                Some(Utc::now() + chrono::Duration::milliseconds((lease_secs * 1000.0) as i64))
-            } else if outcome.status == "pending" {
-                Some(outcome.next_attempt_at.unwrap_or(outcome.attempted_at))
-            } else {
-                None
+                context
+                    .lease_and_dispatch(batch, &mut shutdown, &mut inner)
+                    .await
             };
-            if let Some(due) = due {
-                timeline.insert(&outcome.id, outcome.webhook_id, due.timestamp_millis());
-            }
-        }
-        drop(timeline);
-        shared.wake.notify_one();
-    }
-}
-
-/// Records one outcome, or failing that the bare outcome without its
-/// attempt. False if neither could be stored.
-async fn record_alone(pool: &Pool, outcome: &Outcome, dead: &DeadEndpoints) -> bool {
-    let one = std::slice::from_ref(outcome);
-    if deliveries::record(pool, one, dead).await.is_ok() {
-        return true;
-    }
-    let mut bare = outcome.clone();
-    bare.attempt = None;
-    bare.error = Some("the attempt's result could not be stored".into());
-    match deliveries::record(pool, std::slice::from_ref(&bare), dead).await {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::error!(error = %e, delivery_id = %outcome.id, "cannot record a delivery outcome");
-            false
-        }
-    }
-}
-
-/// A notification on `webhook_deliveries_changed`.
-#[derive(Deserialize)]
-struct Changed {
-    id: String,
-    webhook_id: i64,
-    next_attempt_at: DateTime<Utc>,
-}
-
-/// Puts notified deliveries in the schedule, reconnecting as needed. A
-/// (re)connection, an overflow or a payload it cannot read asks for a full
-/// read, since notifications may have been missed.
-async fn listen(
-    pg: tokio_postgres::Config,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        match Listener::connect(&pg, &[CHANNEL]).await {
-            Ok(mut listener) => {
-                shared.resync.notify_one();
-                loop {
-                    tokio::select! {
-                        n = listener.notifications.recv() => match n {
-                            Some(n) => {
-                                match serde_json::from_str::<Changed>(&n.payload) {
-                                    Ok(c) => shared.timeline().insert(
-                                        &c.id,
-                                        c.webhook_id,
-                                        c.next_attempt_at.timestamp_millis(),
-                                    ),
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, payload = %n.payload, "unreadable delivery notification; reading the outbox in full");
-                                        shared.resync.notify_one();
-                                    }
-                                }
-                                if listener.take_overflow() {
-                                    shared.resync.notify_one();
-                                }
-                                shared.wake.notify_one();
-                            }
-                            None => break,
-                        },
-                        _ = shutdown.wait_for(|stop| *stop) => return,
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "delivery wake-up connection failed"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-    }
-}
-
-/// Reads the pending deliveries in full into the schedule: when asked, and
-/// every `delivery.resync_interval_secs`.
-async fn resync(
-    pool: Pool,
-    shared: Arc<Shared>,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut failing = false;
-    loop {
-        let capacity = shared.timeline().capacity() as i64;
-        let result = deliveries::pending(&pool, capacity, |p| {
-            shared
-                .timeline()
-                .insert(&p.id, p.webhook_id, p.due.timestamp_millis());
-        })
-        .await;
-        shared.wake.notify_one();
-        let wait = match result {
-            Ok(()) => {
-                if failing {
-                    tracing::info!("pending deliveries read again");
-                    failing = false;
-                }
-                interval
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(error = %e, "cannot read pending deliveries; retrying");
-                    failing = true;
-                }
-                Duration::from_secs(1)
+            if let Err(stop) = step {
+                break stop;
             }
         };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = shared.resync.notified() => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+        if let Stop::Failed { task, reason } = &stop {
+            tracing::error!(task, reason = %reason, "a delivery scheduler task stopped; restarting the scheduler");
         }
+        drain(lanes, outcomes, inner, halt_tx, limits).await;
     }
+
+    /// Starts the writer, the resync and the listener, watched.
+    fn start_inner(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        limits: &Limits,
+        outcomes: mpsc::Receiver<Outcome>,
+        halt: &watch::Receiver<bool>,
+    ) -> Inner {
+        let mut inner = Inner::new(self.fault);
+        let writer = writer::Writer {
+            pool: self.pool.clone(),
+            dead: dead_endpoints(self.config.disable_endpoint_after_secs),
+            lease: limits.lease,
+            flush_limit: limits.flush,
+        };
+        inner.spawn(
+            "outcome writer",
+            writer.run(outcomes, shared.clone(), halt.clone()),
+        );
+        inner.spawn(
+            "delivery resync",
+            resync::resync(
+                self.pool.clone(),
+                shared.clone(),
+                Duration::from_secs(self.config.resync_interval_secs),
+                halt.clone(),
+            ),
+        );
+        inner.spawn(
+            "delivery listener",
+            listen::listen(self.pg.clone(), shared.clone(), halt.clone()),
+        );
+        inner
+    }
+}
+
+/// Takes what is due, as far as there is room: at most `LEASE_AHEAD` times
+/// a webhook's limit of requests in flight leased per webhook, and twice
+/// the global limit in all. Also returns when the next entry falls due.
+fn take_due(shared: &Shared, lanes: &mut Lanes) -> (Batch, Option<i64>) {
+    let free = lanes.leasable.available_permits().min(LEASE_BATCH);
+    let mut timeline = shared.timeline();
+    timeline.promote(shared.clock.now_ms());
+    let batch = if free > 0 {
+        lanes.forget_idle();
+        timeline.take(free, |webhook_id| lanes.places(webhook_id))
+    } else {
+        Vec::new()
+    };
+    metrics::gauge!("plausible_webhooks_delivery_scheduled").set(timeline.len() as f64);
+    metrics::gauge!("plausible_webhooks_delivery_in_flight").set(timeline.taken() as f64);
+    if timeline.take_overflowed() {
+        shared.resync.notify_one();
+    }
+    (batch, timeline.next_due())
+}
+
+/// Sleeps until something may be due: a new or replayed delivery, a place
+/// freed, a retry recorded, or the next scheduled time; at most `MAX_IDLE`.
+async fn idle(
+    shared: &Shared,
+    next_due: Option<i64>,
+    shutdown: &mut watch::Receiver<bool>,
+    inner: &mut Inner,
+) -> Result<(), Stop> {
+    let idle = next_due
+        .map(|at| Duration::from_millis(at.saturating_sub(shared.clock.now_ms()).max(0) as u64))
+        .unwrap_or(MAX_IDLE);
+    tokio::select! {
+        () = shared.wake.notified() => Ok(()),
+        () = tokio::time::sleep(idle.clamp(Duration::from_millis(1), MAX_IDLE)) => Ok(()),
+        stop = inner::stopped(shutdown, inner) => Err(stop),
+    }
+}
+
+/// Stops: the inner tasks are told to halt; the attempts in flight end
+/// (within the request timeout; those waiting for a place give up) and the
+/// writer records their outcomes within its flush limit; then the inner
+/// tasks are awaited, and aborted if they outstay it. All of it ends within
+/// the flush limit and a moment's grace of the halt.
+async fn drain(
+    lanes: Lanes,
+    outcomes: mpsc::Sender<Outcome>,
+    inner: Inner,
+    halt: watch::Sender<bool>,
+    limits: Limits,
+) {
+    let _ = halt.send(true);
+    let deadline = tokio::time::Instant::now() + limits.flush;
+    let all = u32::try_from(lanes.leasable_total).unwrap_or(u32::MAX);
+    if tokio::time::timeout_at(deadline, lanes.leasable.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("delivery attempts still in flight at shutdown; their leases will run out");
+    }
+    drop(outcomes);
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    inner.stop(left + STOP_GRACE).await;
 }
 
 /// `delivery.disable_endpoint_after_secs`, and the reason the web app shows.
@@ -740,16 +378,4 @@ fn humanize(secs: u64) -> String {
         s => (s, "second"),
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
-}
-
-fn millis(d: Duration) -> i32 {
-    d.as_millis().min(i32::MAX as u128) as i32
-}
-
-/// A number in [0, 1), different for each attempt of each delivery.
-fn jitter(id: &str, attempt: i32) -> f64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    id.hash(&mut hasher);
-    attempt.hash(&mut hasher);
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

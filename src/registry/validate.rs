@@ -10,7 +10,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use super::model::{
     DropRule, EventType, Goal, GoalKind, GoalRule, PathPattern, SigningSecret, SpikeRule, Webhook,
 };
-use crate::delivery::ssrf::Policy;
+use crate::egress::Policy;
 use crate::store::goals::GoalRow;
 use crate::store::webhooks::WebhookRow;
 

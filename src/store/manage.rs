@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Row};
 
 use super::StoreError;
+use super::deliveries::Status;
 
 /// A site, as `--site DOMAIN|ID` names it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -108,7 +109,7 @@ pub struct DeliveryInfo {
     pub id: String,
     pub webhook_id: i64,
     pub event_type: String,
-    pub status: String,
+    pub status: Status,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_attempt_at: Option<DateTime<Utc>>,
@@ -132,7 +133,11 @@ impl DeliveryInfo {
             id: row.try_get("id")?,
             webhook_id: row.try_get("webhook_id")?,
             event_type: row.try_get("event_type")?,
-            status: row.try_get("status")?,
+            status: {
+                let text: String = row.try_get("status")?;
+                // The schema allows no other value (webhook_deliveries_status_known).
+                Status::parse(&text).unwrap_or(Status::Failed)
+            },
             attempts: row.try_get("attempts")?,
             // A timestamp the daemon cannot represent (infinity) shows as
             // absent rather than failing the whole listing.
@@ -355,9 +360,10 @@ pub async fn insert_test_delivery(
 pub async fn list_deliveries(
     client: &impl GenericClient,
     webhook_id: i64,
-    status: Option<&str>,
+    status: Option<Status>,
     limit: i64,
 ) -> Result<Vec<DeliveryInfo>, StoreError> {
+    let status = status.map(Status::as_str);
     client
         .query(
             include_str!("sql/manage/deliveries_list.sql"),

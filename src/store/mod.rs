@@ -7,6 +7,7 @@
 
 pub mod deliveries;
 pub mod goals;
+pub(crate) mod listener;
 pub mod manage;
 mod migrations;
 pub mod plausible;
@@ -153,17 +154,63 @@ pub fn pg_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, Stor
     Ok(pg)
 }
 
+/// A Postgres server to open dedicated connections to (LISTEN, `migrate`,
+/// the operator's commands): its settings, which a caller may adjust
+/// (keepalives, application name), and its TLS connector.
+#[derive(Clone)]
+pub struct PgTarget {
+    pub config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+}
+
+/// A dedicated connection's driver, to be polled or spawned.
+pub type PgConnection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
+
+impl PgTarget {
+    pub fn new(config: &PostgresConfig) -> Result<PgTarget, StoreError> {
+        Ok(PgTarget {
+            config: pg_config(config)?,
+            tls: connector(config)?,
+        })
+    }
+
+    /// A target for a long-lived LISTEN connection named `application_name`
+    /// in `pg_stat_activity`: TCP keepalives on, so that a dead peer is
+    /// noticed within about a minute even when no notification is due.
+    pub fn listening(
+        config: &PostgresConfig,
+        application_name: &str,
+    ) -> Result<PgTarget, StoreError> {
+        let mut target = PgTarget::new(config)?;
+        target
+            .config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3)
+            .application_name(application_name);
+        Ok(target)
+    }
+
+    /// Connects; an error names the host.
+    pub async fn connect(&self) -> Result<(tokio_postgres::Client, PgConnection), StoreError> {
+        self.config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|source| StoreError::ConnectTo {
+                target: target(&self.config),
+                source,
+            })
+    }
+}
+
 /// Opens one dedicated connection (outside the pool) and drives it on a
 /// task of its own.
 pub async fn connect(config: &PostgresConfig) -> Result<tokio_postgres::Client, StoreError> {
-    let pg = pg_config(config)?;
-    let (client, connection) =
-        pg.connect(connector(config)?)
-            .await
-            .map_err(|source| StoreError::ConnectTo {
-                target: target(&pg),
-                source,
-            })?;
+    let (client, connection) = PgTarget::new(config)?.connect().await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "postgres connection closed");

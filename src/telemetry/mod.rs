@@ -172,6 +172,15 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "Wall time of the last retention pass that ran."
     );
+    metrics::describe_counter!(
+        "plausible_webhooks_delivery_outcomes_fenced_total",
+        "Delivery outcomes that arrived after their lease was taken over or the delivery was replayed or settled: only their attempt was logged."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_postgres_clock_offset_seconds",
+        metrics::Unit::Seconds,
+        "Postgres's clock minus this host's, as the delivery scheduler last measured it."
+    );
     metrics::gauge!("plausible_webhooks_build_info", "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
 }

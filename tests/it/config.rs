@@ -199,6 +199,11 @@ fn an_invalid_value_names_the_key_and_its_source() {
             "PLAUSIBLE_WEBHOOKS_DELIVERY__MAX_IN_FLIGHT_PER_ENDPOINT",
             "100000",
         ),
+        (
+            "delivery.max_in_flight",
+            "PLAUSIBLE_WEBHOOKS_DELIVERY__MAX_IN_FLIGHT",
+            "1000000",
+        ),
         ("log.level", "PLAUSIBLE_WEBHOOKS_LOG__LEVEL", "loud=="),
     ];
     for (key, var, value) in cases {
@@ -409,4 +414,61 @@ fn check_config_exits_2_naming_the_key_and_variable() {
         assert_eq!(out.status.code(), Some(2), "{command}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("PLAUSIBLE_WEBHOOKS_LOG__FORMAT"));
     }
+}
+
+#[test]
+fn every_count_has_an_upper_bound() {
+    let many =
+        |n: usize, item: &str| format!("[{}]", (0..n).map(|_| item).collect::<Vec<_>>().join(", "));
+    let cases = [
+        (
+            "delivery.max_in_flight",
+            "max_in_flight = 10001\nmax_in_flight_per_endpoint = 8".to_string(),
+        ),
+        (
+            "delivery.allowed_cidrs",
+            format!("allowed_cidrs = {}", many(1001, "\"10.0.0.0/8\"")),
+        ),
+        (
+            "delivery.allowed_hosts",
+            format!("allowed_hosts = {}", many(1001, "\"hooks.internal\"")),
+        ),
+        (
+            "delivery.ca_files",
+            format!("ca_files = {}", many(101, "\"/dev/null\"")),
+        ),
+        (
+            "delivery.retry_schedule_secs",
+            format!("retry_schedule_secs = {}", many(51, "5")),
+        ),
+        (
+            "postgres.pool_size",
+            "[postgres]\npool_size = 1025".to_string(),
+        ),
+    ];
+    for (key, body) in cases {
+        let text = if body.starts_with('[') {
+            format!("{body}\n")
+        } else {
+            format!("[delivery]\n{body}\n")
+        };
+        let f = file(&text);
+        let found = problems(Config::load(&Sources {
+            file: Some(f.path().to_path_buf()),
+            env: vec![],
+        }));
+        assert!(found.iter().any(|(k, _, _)| k == key), "{key}: {found:?}");
+    }
+    // The bounds themselves are allowed.
+    let f = file(&format!(
+        "[delivery]\nmax_in_flight = 10000\nallowed_hosts = {}\n",
+        many(1000, "\"hooks.internal\"")
+    ));
+    assert!(
+        Config::load(&Sources {
+            file: Some(f.path().to_path_buf()),
+            env: vec![],
+        })
+        .is_ok()
+    );
 }

@@ -15,13 +15,15 @@ use crate::registry::{Running, eventually, run_change_stream};
 use crate::support::receiver::Receiver;
 use crate::support::{TestPostgres, config_pg, wait_for};
 
-struct Setup {
+pub(crate) struct Setup {
     _db: TestPostgres,
-    client: Client,
-    stream: Running,
-    receiver: Receiver,
-    config: Config,
-    stop: watch::Sender<bool>,
+    pub(crate) client: Client,
+    pub(crate) stream: Running,
+    pub(crate) receiver: Receiver,
+    pub(crate) config: Config,
+    pub(crate) stop: watch::Sender<bool>,
+    /// The scheduler's `run`.
+    pub(crate) running: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Setup {
@@ -30,7 +32,7 @@ impl Drop for Setup {
     }
 }
 
-fn test_config(db: &TestPostgres) -> Config {
+pub(crate) fn test_config(db: &TestPostgres) -> Config {
     let mut config = config_pg(db);
     config.delivery.allow_http = true;
     config.delivery.allowed_cidrs = vec!["127.0.0.0/8".into()];
@@ -46,6 +48,15 @@ async fn setup() -> Setup {
 }
 
 async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Setup {
+    start(tweak, |scheduler| scheduler).await
+}
+
+/// A database with site 1, the change stream, a receiver, and a scheduler
+/// passed through `scheduler` before it runs.
+pub(crate) async fn start(
+    tweak: impl FnOnce(&mut Config),
+    scheduler: impl FnOnce(Scheduler) -> Scheduler,
+) -> Setup {
     let db = TestPostgres::migrated().await;
     let mut config = test_config(&db);
     tweak(&mut config);
@@ -56,9 +67,9 @@ async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Setup {
         .unwrap();
     let stream = run_change_stream(&config).await;
     let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
-    let scheduler = Scheduler::new(&config, pool, stream.registry.clone()).unwrap();
+    let built = scheduler(Scheduler::new(&config, pool, stream.registry.clone()).unwrap());
     let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(scheduler.run(stop_rx, Heartbeat::detached()));
+    let running = tokio::spawn(built.run(stop_rx, Heartbeat::detached()));
     Setup {
         _db: db,
         client,
@@ -66,12 +77,13 @@ async fn setup_with(tweak: impl FnOnce(&mut Config)) -> Setup {
         receiver: Receiver::start().await,
         config,
         stop,
+        running,
     }
 }
 
 impl Setup {
     /// A webhook pointing at the receiver's `path`; waits until active.
-    async fn webhook(&self, path: &str) -> i64 {
+    pub(crate) async fn webhook(&self, path: &str) -> i64 {
         let id: i64 = self
             .client
             .query_one(
@@ -88,7 +100,7 @@ impl Setup {
         id
     }
 
-    async fn enqueue(&self, webhook: i64, extra: &str) -> String {
+    pub(crate) async fn enqueue(&self, webhook: i64, extra: &str) -> String {
         self.client
             .query_one(
                 &format!("INSERT INTO webhook_deliveries (webhook_id, event_type, payload{}) VALUES ($1, 'webhook.test', '{{\"type\": \"webhook.test\"}}'{}) RETURNING id",
@@ -102,7 +114,7 @@ impl Setup {
     }
 
     /// Waits until the delivery's status is `status`; returns its attempts.
-    async fn until_status(&self, id: &str, status: &str) -> i32 {
+    pub(crate) async fn until_status(&self, id: &str, status: &str) -> i32 {
         let mut attempts = 0;
         wait_for(
             &format!("delivery {id} is {status}"),
@@ -125,7 +137,7 @@ impl Setup {
     }
 
     /// Waits until no delivery is left unsucceeded.
-    async fn until_all_succeeded(&self) {
+    pub(crate) async fn until_all_succeeded(&self) {
         wait_for(
             "every delivery succeeded",
             Duration::from_secs(20),
@@ -145,7 +157,7 @@ impl Setup {
         .await;
     }
 
-    async fn attempts(&self, id: &str) -> Vec<(i32, Option<i32>, Option<String>)> {
+    pub(crate) async fn attempts(&self, id: &str) -> Vec<(i32, Option<i32>, Option<String>)> {
         self.client
             .query(
                 "SELECT attempt, status_code, error_kind FROM webhook_delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",

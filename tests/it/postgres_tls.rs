@@ -8,7 +8,7 @@ use std::time::Duration;
 use plausible_webhooks::config::{Config, PostgresUrl};
 use plausible_webhooks::store;
 
-use crate::daemon::wait_exit;
+use crate::daemon::{log_lines, signal, spawn, wait_exit, wait_for_message, wait_until_ready};
 use crate::support::certs::TestCa;
 use crate::support::{TestClickhouse, TestPostgres, binary, config, config_env, servers};
 
@@ -138,7 +138,7 @@ async fn require_and_verify_full_work_and_bad_certificates_fail_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn migrate_over_verify_full() {
+async fn migrate_and_run_over_verify_full() {
     let Some(ca) = servers().postgres_ca.clone() else {
         println!("skipped: DATABASE_URL names a server whose TLS setup is unknown");
         return;
@@ -168,4 +168,34 @@ async fn migrate_over_verify_full() {
         store::schema_version(&client).await.unwrap(),
         store::latest_version()
     );
+
+    // The daemon's pool and both LISTEN connections go over TLS too.
+    let mut daemon = spawn("run", &env);
+    let logs = log_lines(&mut daemon);
+    let listening = wait_for_message(&logs, "admin http server listening");
+    wait_until_ready(listening["listen"].as_str().unwrap());
+    let plain: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a LEFT JOIN pg_stat_ssl s ON s.pid = a.pid
+             WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+               AND a.application_name LIKE 'plausible-webhooks%' AND NOT coalesce(s.ssl, false)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let listeners: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid
+             WHERE a.datname = current_database() AND s.ssl
+               AND a.application_name IN ('plausible-webhooks changes', 'plausible-webhooks delivery')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(plain, 0, "every connection of the daemon is encrypted");
+    assert_eq!(listeners, 2, "both LISTEN connections are encrypted");
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
 }

@@ -1,16 +1,17 @@
-//! The dedicated LISTEN connection, driven through `poll_message`, its
-//! notifications forwarded on a bounded queue.
+//! A dedicated LISTEN connection, driven through `poll_message`, its
+//! notifications forwarded on a bounded queue. The change stream and the
+//! delivery scheduler each hold one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
-use crate::store::StoreError;
+use super::{PgTarget, StoreError};
 
 /// Notifications waiting to be applied; past this the queue overflows and
-/// the registry is read in full instead.
+/// its owner reads what it follows in full instead.
 const QUEUE: usize = 100_000;
 
 #[derive(Debug, Clone)]
@@ -30,11 +31,8 @@ pub(crate) struct Listener {
 impl Listener {
     /// Connects and LISTENs on `channels`. Notifications sent after this
     /// returns are all delivered (or the overflow flag is raised).
-    pub async fn connect(
-        pg: &tokio_postgres::Config,
-        channels: &[&str],
-    ) -> Result<Listener, StoreError> {
-        let (client, mut connection) = pg.connect(NoTls).await.map_err(StoreError::Connect)?;
+    pub async fn connect(pg: &PgTarget, channels: &[&str]) -> Result<Listener, StoreError> {
+        let (client, mut connection) = pg.connect().await?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let overflow = Arc::new(AtomicBool::new(false));
         let flag = overflow.clone();
@@ -61,7 +59,7 @@ impl Listener {
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "change stream connection failed");
+                        tracing::warn!(error = %e, "listening connection failed");
                         break;
                     }
                     None => break,

@@ -1,4 +1,8 @@
-//! Which addresses a webhook request may reach.
+//! Egress: which addresses outbound requests may reach.
+//!
+//! The delivery client applies this policy to every address it connects to,
+//! and the registry uses it to refuse IP-literal hosts when a webhook is
+//! read, so it sits above both.
 //!
 //! Only globally routable unicast addresses are allowed, unless an address
 //! falls in a configured CIDR (`delivery.allowed_cidrs`) or the URL's host
