@@ -10,7 +10,7 @@ use plausible_webhooks::store;
 
 use crate::daemon::{log_lines, signal, spawn, wait_exit, wait_for_message, wait_until_ready};
 use crate::support::certs::TestCa;
-use crate::support::{TestClickhouse, TestPostgres, binary, config, config_env, servers};
+use crate::support::{TestClickhouse, TestPostgres, binary, config, config_env, servers, wait_for};
 
 /// The test database's URL with `host` and extra query parameters.
 fn url(pg: &TestPostgres, host: &str, query: &str) -> String {
@@ -174,6 +174,23 @@ async fn migrate_and_run_over_verify_full() {
     let logs = log_lines(&mut daemon);
     let listening = wait_for_message(&logs, "admin http server listening");
     wait_until_ready(listening["listen"].as_str().unwrap());
+    // The scheduler's LISTEN connection opens a moment after readiness.
+    let listeners = "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid
+         WHERE a.datname = current_database() AND s.ssl
+           AND a.application_name IN ('plausible-webhooks changes', 'plausible-webhooks delivery')";
+    wait_for(
+        "both LISTEN connections are up, encrypted",
+        Duration::from_secs(20),
+        async || {
+            client
+                .query_one(listeners, &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                == 2
+        },
+    )
+    .await;
     let plain: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_stat_activity a LEFT JOIN pg_stat_ssl s ON s.pid = a.pid
@@ -184,18 +201,7 @@ async fn migrate_and_run_over_verify_full() {
         .await
         .unwrap()
         .get(0);
-    let listeners: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid
-             WHERE a.datname = current_database() AND s.ssl
-               AND a.application_name IN ('plausible-webhooks changes', 'plausible-webhooks delivery')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
     assert_eq!(plain, 0, "every connection of the daemon is encrypted");
-    assert_eq!(listeners, 2, "both LISTEN connections are encrypted");
     signal(&daemon, "TERM");
     assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
 }
