@@ -4,7 +4,7 @@
 //! therefore talks plain `RowBinary` with schema validation off.
 
 mod migrations;
-pub mod triggers;
+pub mod trigger_reads;
 
 use std::time::Duration;
 

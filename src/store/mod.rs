@@ -7,8 +7,9 @@
 
 pub mod deliveries;
 pub mod goals;
+pub mod leases;
 mod migrations;
-pub mod triggers;
+pub mod trigger_state;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -9,6 +9,7 @@ mod daemon;
 mod delivery;
 mod delivery_client;
 mod docs;
+mod leadership;
 mod postgres_schema;
 mod registry;
 mod signing;

@@ -62,10 +62,10 @@ async fn migrations_apply_on_an_empty_database_and_reapply_as_a_no_op() {
     let applied = plausible_webhooks::store::migrate(&mut client)
         .await
         .unwrap();
-    assert_eq!(
-        applied.len() as i32,
-        plausible_webhooks::store::latest_version()
-    );
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(applied.len(), files, "every migration applied");
     assert_eq!(
         plausible_webhooks::store::schema_version(&client)
             .await
