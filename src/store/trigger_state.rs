@@ -149,8 +149,6 @@ pub async fn commit_tick(
         &[&STREAM, &position],
     )
     .await?;
-    tx.query_one(include_str!("sql/trigger_cursor_lock.sql"), &[&STREAM])
-        .await?;
 
     if !write.goal_counts.is_empty() {
         let goals: Vec<i64> = write.goal_counts.iter().map(|c| c.0).collect();

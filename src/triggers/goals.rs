@@ -190,7 +190,9 @@ impl TriggerEngine {
             .map(|d| queries::VisitorRequest {
                 site_id: d.site.id as u64,
                 from_minute: d.from,
-                to_minute: scan.now_minute,
+                // Visitors of the minutes the completions came from: while
+                // catching up, not the minutes later steps will count.
+                to_minute: scan.data_minute.max(d.from),
                 goal: goal_rules::filter(&d.goal),
             })
             .collect();

@@ -241,9 +241,10 @@ fn holder() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".into());
-    let mut holder = format!("{host}:{}", std::process::id());
-    holder.truncate(200);
-    holder
+    format!("{host}:{}", std::process::id())
+        .chars()
+        .take(200)
+        .collect()
 }
 
 /// A fresh random token for one taking of the lease.

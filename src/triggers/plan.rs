@@ -25,6 +25,9 @@ const WIDE_SCAN_EVERY: u64 = 5;
 pub(super) struct Scan {
     pub now: u32,
     pub now_minute: u32,
+    /// The newest minute this tick's data can hold: the current minute,
+    /// or while catching up the minute of the step's end.
+    pub data_minute: u32,
     /// Where the cursor will stand once the tick commits.
     pub new_cursor: u32,
     /// False when only a step of the inserts since the cursor was read.
@@ -74,9 +77,15 @@ impl TriggerEngine {
         let drop_due = self.state.last_drop_check.is_none_or(|last| {
             u64::from(now.saturating_sub(last)) >= self.config.drop_check_interval_secs
         });
+        let data_minute = if caught_up {
+            now_minute
+        } else {
+            new_cursor - new_cursor % 60
+        };
         Ok(Scan {
             now,
             now_minute,
+            data_minute,
             new_cursor,
             caught_up,
             changed,

@@ -678,3 +678,101 @@ async fn clickhouse_down_for_a_while_loses_no_completion() {
     let _ = stop.send(true);
     running.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_the_engine_catches_up_in_committed_steps() {
+    let mut w = World::with_buy_goal().await;
+    w.config.triggers.catchup_step_secs = 300;
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+
+    // Half an hour of completions, one a minute, inserted as they happened
+    // while the engine could not commit: its cursor stands half an hour
+    // back, and the insert log has an insert a minute since.
+    let buys: Vec<Ev> = (0..30)
+        .map(|m| Ev {
+            name: "Buy",
+            ago: m * 60,
+            ..pv(1, 500 + u64::from(m), "/")
+        })
+        .collect();
+    w.events(&buys).await;
+    let analytics = w.ch.analytics();
+    analytics
+        .execute(&analytics.render(
+            "INSERT INTO {database}.webhooks_inserts (inserted_at, site_id, minute)
+             SELECT now() - number * 60, 1, toStartOfMinute(now() - number * 60)
+             FROM system.numbers LIMIT 30",
+        ))
+        .await
+        .unwrap();
+    w.client
+        .execute(
+            "UPDATE webhook_cursors SET position = position - interval '31 minutes' WHERE stream = 'triggers'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let cursor = async || -> chrono::DateTime<chrono::Utc> {
+        w.client
+            .query_one(
+                "SELECT position FROM webhook_cursors WHERE stream = 'triggers'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+
+    // A restarted engine steps through it, five minutes of inserts a tick,
+    // each step committed before the next.
+    let mut engine = w.engine().await;
+    let mut steps = 0;
+    let mut previous = cursor().await;
+    loop {
+        let report = engine.tick().await.unwrap();
+        let now = cursor().await;
+        if report.caught_up {
+            break;
+        }
+        steps += 1;
+        assert_eq!(now - previous, chrono::Duration::seconds(300), "one step");
+        assert!(report.lag_secs > 0);
+        previous = now;
+        assert!(steps < 10, "still not caught up after {steps} steps");
+    }
+    assert!(steps >= 5, "{steps} steps for 31 minutes");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.completions().await, 30, "each completion once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_trigger_state_rows_are_skipped() {
+    let w = World::with_buy_goal().await;
+    let webhook: i64 = w
+        .client
+        .query_one("SELECT id FROM webhooks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // Rows an operator might write by hand: infinite times.
+    w.client
+        .batch_execute(&format!(
+            "INSERT INTO webhook_cursors (stream, position) VALUES ('triggers', 'infinity');
+             INSERT INTO webhook_goal_counts (goal_id, minute, completions) VALUES (1, 'infinity', 5);
+             INSERT INTO webhook_goal_throttle (webhook_id, goal_id, last_sent_at) VALUES ({webhook}, 999, '-infinity');
+             INSERT INTO webhook_alert_state (webhook_id, event_type, last_fired_at) VALUES ({webhook}, 'traffic.spike', 'infinity');"
+        ))
+        .await
+        .unwrap();
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+    w.events(&[Ev {
+        name: "Buy",
+        ..pv(1, 7, "/")
+    }])
+    .await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.completions().await, 1, "the rest flows");
+}
