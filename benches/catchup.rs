@@ -128,7 +128,8 @@ async fn run(minutes: u64, per_minute: u64) {
     let rss_before = vm_hwm_kib();
 
     // Live traffic at the same rate while the engine catches up.
-    let live = tokio::spawn(live_traffic(analytics.clone(), per_minute, stop_rx.clone()));
+    let (live_stop, live_stop_rx) = watch::channel(false);
+    let live = tokio::spawn(live_traffic(analytics.clone(), per_minute, live_stop_rx));
     let engine = TriggerEngine::new(&config, pool.clone(), analytics.clone(), registry.clone());
     let started = Instant::now();
     let running = tokio::spawn(engine.run(stop_rx.clone(), Heartbeat::detached()));
@@ -155,25 +156,10 @@ async fn run(minutes: u64, per_minute: u64) {
     );
     println!("catchup: peak RSS (VmHWM) {rss_before} KiB before, {rss_after} KiB after");
 
-    // Every completion counted once: stop the traffic, let the engine see
-    // the last of it, compare with ClickHouse.
-    let _ = stop.send(true);
+    // Every completion counted once: stop the traffic and let the engine
+    // count the last of it, then compare with ClickHouse.
+    let _ = live_stop.send(true);
     let live_inserted = live.await.expect("live traffic");
-    let _ = running.await;
-    let (stop, stop_rx) = watch::channel(false);
-    let engine = TriggerEngine::new(&config, pool.clone(), analytics.clone(), registry.clone());
-    let running = tokio::spawn(engine.run(stop_rx, Heartbeat::detached()));
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let _ = stop.send(true);
-    let _ = running.await;
-    let counted: i64 = db
-        .query_one(
-            "SELECT coalesce(sum(completions), 0)::bigint FROM webhook_goal_counts",
-            &[],
-        )
-        .await
-        .expect("counts")
-        .get(0);
     let expected: u64 = analytics_client(&analytics)
         .query(&analytics.render(
             "SELECT count() FROM {database}.{events_table}
@@ -182,10 +168,29 @@ async fn run(minutes: u64, per_minute: u64) {
         .fetch_one()
         .await
         .expect("expected");
+    let settling = Instant::now();
+    let mut counted = 0;
+    while settling.elapsed() < Duration::from_secs(120) {
+        counted = db
+            .query_one(
+                "SELECT coalesce(sum(completions), 0)::bigint FROM webhook_goal_counts",
+                &[],
+            )
+            .await
+            .expect("counts")
+            .get::<_, i64>(0) as u64;
+        if counted >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = stop.send(true);
+    let _ = running.await;
     println!(
-        "catchup: {counted} completions counted, {expected} in ClickHouse ({live_inserted} live events during catch-up)"
+        "catchup: {counted} completions counted, {expected} in ClickHouse ({live_inserted} live events during catch-up; the last counted {:.1?} after the traffic stopped)",
+        settling.elapsed()
     );
-    assert_eq!(counted as u64, expected, "every completion counted once");
+    assert_eq!(counted, expected, "every completion counted once");
 }
 
 /// `n` events of `total` spread evenly over `start..end`: 5% `Signup`,
