@@ -91,6 +91,8 @@ pub struct TriggersConfig {
     pub rescan_margin_secs: u32,
     pub drop_check_interval_secs: u64,
     pub goal_count_retention_hours: u32,
+    pub failover_secs: u64,
+    pub catchup_step_secs: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -523,6 +525,16 @@ impl Config {
             (1..=720).contains(&tr.goal_count_retention_hours),
             "triggers.goal_count_retention_hours",
             &|| "must be between 1 and 720".into(),
+        );
+        check(
+            (2..=300).contains(&tr.failover_secs),
+            "triggers.failover_secs",
+            &|| "must be between 2 and 300".into(),
+        );
+        check(
+            (10..=3600).contains(&tr.catchup_step_secs),
+            "triggers.catchup_step_secs",
+            &|| "must be between 10 and 3600".into(),
         );
 
         let d = &self.delivery;

@@ -6,7 +6,7 @@
 pub mod install;
 mod migrations;
 pub mod retention;
-pub mod triggers;
+pub mod trigger_reads;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,13 +7,14 @@
 
 pub mod deliveries;
 pub mod goals;
+pub mod leases;
 pub(crate) mod listener;
 pub mod manage;
 mod migrations;
 pub mod plausible;
 pub mod retention;
 pub mod tls;
-pub mod triggers;
+pub mod trigger_state;
 pub mod uninstall;
 pub mod webhooks;
 

@@ -117,7 +117,7 @@ fn describe_metrics() {
     );
     metrics::describe_counter!(
         "plausible_webhooks_trigger_ticks_total",
-        "Trigger engine passes, by result (ok or error)."
+        "Trigger engine passes, by result (ok, error or fenced)."
     );
     metrics::describe_histogram!(
         "plausible_webhooks_trigger_tick_duration_seconds",
@@ -132,6 +132,14 @@ fn describe_metrics() {
     metrics::describe_counter!(
         "plausible_webhooks_trigger_events_total",
         "Events the triggers put in the outbox, by type."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_trigger_leader",
+        "1 while this daemon holds the trigger lease and ticks, 0 while it stands by."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_trigger_leader_takeovers_total",
+        "Times this daemon took the trigger lease."
     );
     metrics::describe_counter!(
         "plausible_webhooks_deliveries_total",

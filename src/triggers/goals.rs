@@ -1,264 +1,253 @@
-//! Goal completions: matching event keys to goals as Plausible does, and
-//! the per-webhook throttle with a leading edge.
+//! The goal stage of a tick: recount the changed buckets, take the
+//! difference from what was counted before, feed it through the throttles,
+//! and build a `goal.completed` delivery for each throttle now due.
 
-use crate::analytics::triggers::{GoalFilter, KeyCount, PathFilter};
-use crate::registry::{Goal, GoalKind, PathPattern};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Does an event key complete the goal?
-pub fn matches(goal: &Goal, key: &KeyCount) -> bool {
-    let kind_matches = match &goal.kind {
-        GoalKind::Event { name } => key.name == *name,
-        GoalKind::Page { path } => key.name == "pageview" && path.matches(&key.pathname),
-        GoalKind::Scroll { path, threshold } => {
-            key.name == "engagement"
-                && path.matches(&key.pathname)
-                && key.scroll_depth >= *threshold
-                && key.scroll_depth <= 100
-        }
-    };
-    kind_matches
-        && goal
-            .custom_props
-            .iter()
-            .all(|(k, v)| prop_value(key, k) == v)
+use rustc_hash::FxHashMap;
+
+use super::commit::Decided;
+use super::goal_rules::{self, Throttle};
+use super::payload::{self, Envelope, GoalRef, Interval, SiteRef};
+use super::plan::{Plan, Scan};
+use super::{TriggerEngine, TriggerError, time, timed};
+use crate::analytics::trigger_reads as queries;
+use crate::registry::{EventType, Goal, Webhook};
+use crate::store::trigger_state::NewDelivery;
+
+/// The most buckets one read of event-key counts covers: the rows of a
+/// read are held in memory until they are summed per goal and minute.
+const BUCKETS_PER_READ: usize = 2_000;
+
+struct DueGoal {
+    webhook: Arc<Webhook>,
+    site: SiteRef,
+    goal: Arc<Goal>,
+    completions: u64,
+    from: u32,
 }
 
-/// The value of a custom property, `""` when absent (as ClickHouse's
-/// `prop_values[indexOf(prop_keys, k)]` gives).
-fn prop_value<'a>(key: &'a KeyCount, name: &str) -> &'a str {
-    key.prop_keys
-        .iter()
-        .position(|k| k == name)
-        .and_then(|i| key.prop_values.get(i))
-        .map_or("", String::as_str)
-}
-
-/// The goal as plain values for the visitors queries.
-pub fn filter(goal: &Goal) -> GoalFilter {
-    let (name, path, min, max) = match &goal.kind {
-        GoalKind::Event { name } => (name.clone(), None, 0, 255),
-        GoalKind::Page { path } => ("pageview".to_string(), Some(path), 0, 255),
-        GoalKind::Scroll { path, threshold } => {
-            ("engagement".to_string(), Some(path), *threshold, 100)
-        }
-    };
-    GoalFilter {
-        name,
-        path: path.map_or(PathFilter::Any, path_filter),
-        path_regex: path.map_or_else(String::new, path_regex),
-        min_scroll_depth: min,
-        max_scroll_depth: max,
-        props: goal.custom_props.clone(),
+impl TriggerEngine {
+    pub(super) async fn goals(
+        &self,
+        scan: &Scan,
+        plan: &Plan,
+        decided: &mut Decided,
+        clickhouse_time: &mut Duration,
+    ) -> Result<(), TriggerError> {
+        let totals = self.recount(plan, clickhouse_time).await?;
+        self.count_new(plan, totals, decided);
+        self.pop_waiting(scan, decided);
+        let due = self.take_due(scan, decided);
+        self.goal_deliveries(scan, &due, decided, clickhouse_time)
+            .await
     }
-}
 
-/// A path pattern as exact text or a glob of parts.
-pub fn path_filter(path: &PathPattern) -> PathFilter {
-    match path {
-        PathPattern::Exact(p) => PathFilter::Exact(p.clone()),
-        PathPattern::Wildcard(p) => {
-            let parts: Vec<&str> = p.split('*').collect();
-            let prefix = parts.first().copied().unwrap_or("").to_string();
-            let suffix = if parts.len() > 1 {
-                parts.last().copied().unwrap_or("").to_string()
-            } else {
-                String::new()
+    /// Completions per (goal, minute) in the changed buckets, with the
+    /// goal's site, read a bounded number of buckets at a time.
+    async fn recount(
+        &self,
+        plan: &Plan,
+        clickhouse_time: &mut Duration,
+    ) -> Result<BTreeMap<(i64, u32), (i64, u64)>, TriggerError> {
+        let mut buckets = plan.goal_buckets.clone();
+        buckets.sort_unstable_by_key(|(site, minute)| (*minute, *site));
+        let mut totals: BTreeMap<(i64, u32), (i64, u64)> = BTreeMap::new();
+        for chunk in buckets.chunks(BUCKETS_PER_READ) {
+            let key_counts = timed(
+                clickhouse_time,
+                queries::goal_key_counts(&self.analytics, chunk),
+            )
+            .await?;
+            for key in &key_counts {
+                let Some(site) = plan.sites.get(&(key.site_id as i64)) else {
+                    continue;
+                };
+                for goal in &site.goals {
+                    if goal_rules::matches(goal, key) {
+                        totals
+                            .entry((goal.id, key.minute))
+                            .or_insert((site.id, 0))
+                            .1 += key.completions;
+                    }
+                }
+            }
+        }
+        Ok(totals)
+    }
+
+    /// The differences from what was counted, into the throttles.
+    fn count_new(
+        &self,
+        plan: &Plan,
+        totals: BTreeMap<(i64, u32), (i64, u64)>,
+        decided: &mut Decided,
+    ) {
+        for ((goal_id, minute), (site_id, total)) in totals {
+            let before = self
+                .state
+                .counted
+                .get(&(goal_id, minute))
+                .copied()
+                .unwrap_or(0);
+            if total <= before {
+                continue;
+            }
+            decided.counted.push(((goal_id, minute), total));
+            let Some(site) = plan.sites.get(&site_id) else {
+                continue;
             };
-            let middles = parts
-                .iter()
-                .skip(1)
-                .take(parts.len().saturating_sub(2))
-                .filter(|m| !m.is_empty())
-                .map(|m| m.to_string())
-                .collect();
-            PathFilter::Glob {
-                prefix,
-                middles,
-                suffix,
+            for webhook in site.webhooks.iter().filter(|w| wants_goal(w, goal_id)) {
+                let key = (webhook.id, goal_id);
+                let throttle = decided
+                    .throttles
+                    .entry(key)
+                    .or_insert_with(|| self.state.throttles.get(&key).copied().unwrap_or_default());
+                throttle.add(total - before, minute);
             }
         }
     }
-}
 
-/// An anchored RE2 pattern equivalent to the path pattern.
-pub fn path_regex(path: &PathPattern) -> String {
-    let parts: Vec<String> = match path {
-        PathPattern::Exact(p) => vec![regex_escape(p)],
-        PathPattern::Wildcard(p) => p.split('*').map(regex_escape).collect(),
-    };
-    let mut regex = String::from("^");
-    let mut first = true;
-    for part in parts {
-        if !first && !regex.ends_with(".*") {
-            regex.push_str(".*");
-        }
-        first = false;
-        regex.push_str(&part);
-    }
-    regex.push('$');
-    regex
-}
-
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// One webhook's throttle for one goal, in server seconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Throttle {
-    pub last_sent_at: Option<u32>,
-    pub pending: u64,
-    /// The first minute of the pending completions.
-    pub pending_from: Option<u32>,
-}
-
-impl Throttle {
-    /// Adds new completions first seen in `minute`.
-    pub fn add(&mut self, completions: u64, minute: u32) {
-        if completions == 0 {
-            return;
-        }
-        self.pending += completions;
-        self.pending_from = Some(self.pending_from.map_or(minute, |m| m.min(minute)));
-    }
-
-    /// If a delivery is due at `now`, takes the pending completions and
-    /// the interval's first minute, and starts a new interval.
-    pub fn take_due(&mut self, now: u32, interval_secs: u32) -> Option<(u64, u32)> {
-        let quiet = self
-            .last_sent_at
-            .is_none_or(|last| now.saturating_sub(last) >= interval_secs);
-        if self.pending == 0 || !quiet {
-            return None;
-        }
-        let taken = (self.pending, self.pending_from.unwrap_or(now - now % 60));
-        self.pending = 0;
-        self.pending_from = None;
-        self.last_sent_at = Some(now);
-        Some(taken)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(name: &str, path: &str, depth: u8, props: &[(&str, &str)]) -> KeyCount {
-        KeyCount {
-            site_id: 1,
-            minute: 0,
-            name: name.into(),
-            pathname: path.into(),
-            scroll_depth: depth,
-            prop_keys: props.iter().map(|p| p.0.to_string()).collect(),
-            prop_values: props.iter().map(|p| p.1.to_string()).collect(),
-            completions: 1,
-        }
-    }
-
-    fn goal(kind: GoalKind, props: &[(&str, &str)]) -> Goal {
-        Goal {
-            id: 1,
-            site_id: 1,
-            display_name: "g".into(),
-            kind,
-            custom_props: props
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn matching() {
-        let signup = goal(
-            GoalKind::Event {
-                name: "Signup".into(),
-            },
-            &[("plan", "pro")],
-        );
-        assert!(matches(
-            &signup,
-            &key("Signup", "/x", 0, &[("plan", "pro")])
-        ));
-        assert!(!matches(
-            &signup,
-            &key("Signup", "/x", 0, &[("plan", "free")])
-        ));
-        assert!(!matches(&signup, &key("Signup", "/x", 0, &[])));
-        let empty_prop = goal(GoalKind::Event { name: "E".into() }, &[("k", "")]);
-        assert!(matches(&empty_prop, &key("E", "/", 0, &[])));
-
-        let blog = goal(
-            GoalKind::Page {
-                path: PathPattern::new("/blog/**"),
-            },
-            &[],
-        );
-        assert!(matches(&blog, &key("pageview", "/blog/a/b", 0, &[])));
-        assert!(!matches(&blog, &key("Signup", "/blog/a", 0, &[])));
-        let scroll = goal(
-            GoalKind::Scroll {
-                path: PathPattern::new("/blog/*"),
-                threshold: 50,
-            },
-            &[],
-        );
-        assert!(matches(&scroll, &key("engagement", "/blog/x", 50, &[])));
-        assert!(matches(&scroll, &key("engagement", "/blog/x", 100, &[])));
-        assert!(!matches(&scroll, &key("engagement", "/blog/x", 49, &[])));
-        assert!(!matches(&scroll, &key("engagement", "/blog/x", 255, &[])));
-        assert!(!matches(&scroll, &key("pageview", "/blog/x", 80, &[])));
-    }
-
-    #[test]
-    fn globs() {
-        let glob = |p: &str| path_filter(&PathPattern::new(p));
-        assert_eq!(
-            glob("/blog/**"),
-            PathFilter::Glob {
-                prefix: "/blog/".into(),
-                middles: vec![],
-                suffix: "".into()
+    /// The waiting throttles whose time has come may now be due.
+    fn pop_waiting(&self, scan: &Scan, decided: &mut Decided) {
+        decided.popped = self
+            .state
+            .waiting
+            .range(..(scan.now.saturating_add(1), i64::MIN, i64::MIN))
+            .copied()
+            .collect();
+        for (_, webhook, goal) in &decided.popped {
+            let key = (*webhook, *goal);
+            if let Some(throttle) = self.state.throttles.get(&key) {
+                decided.throttles.entry(key).or_insert(*throttle);
             }
-        );
-        assert_eq!(
-            glob("/docs/*/install/*/x"),
-            PathFilter::Glob {
-                prefix: "/docs/".into(),
-                middles: vec!["/install/".into()],
-                suffix: "/x".into()
-            }
-        );
-        assert_eq!(glob("/x"), PathFilter::Exact("/x".into()));
+        }
     }
 
-    #[test]
-    fn regexes() {
-        assert_eq!(path_regex(&PathPattern::new("/a.b")), "^/a\\.b$");
-        assert_eq!(path_regex(&PathPattern::new("/blog/*")), "^/blog/.*$");
-        assert_eq!(path_regex(&PathPattern::new("/blog/**/x")), "^/blog/.*/x$");
-        assert_eq!(path_regex(&PathPattern::new("*")), "^.*$");
+    /// Takes what is due out of the touched throttles; forgets throttles
+    /// whose webhook, goal or subscription is gone.
+    fn take_due(&self, scan: &Scan, decided: &mut Decided) -> Vec<DueGoal> {
+        let now = scan.now;
+        let mut due = Vec::new();
+        let registry = self.registry.read();
+        let still_waiting = &mut decided.still_waiting;
+        decided
+            .throttles
+            .retain(|(webhook_id, goal_id), throttle: &mut Throttle| {
+                let Some(webhook) = registry.webhook(*webhook_id) else {
+                    return false;
+                };
+                let Some(rule) = webhook
+                    .goals
+                    .as_ref()
+                    .filter(|_| wants_goal(webhook, *goal_id))
+                else {
+                    return false;
+                };
+                let Some(site) = registry.site(webhook.site_id) else {
+                    return false;
+                };
+                let Some(goal) = site.goals.iter().find(|g| g.id == *goal_id) else {
+                    return false;
+                };
+                let interval = rule.interval.as_secs().min(u64::from(u32::MAX)) as u32;
+                let taken = throttle.take_due(now, interval);
+                if throttle.pending > 0 {
+                    let at = throttle
+                        .last_sent_at
+                        .map_or(now, |l| l.saturating_add(interval));
+                    still_waiting.push((at, *webhook_id, *goal_id));
+                }
+                if let Some((completions, from)) = taken {
+                    due.push(DueGoal {
+                        webhook: webhook.clone(),
+                        site: SiteRef {
+                            id: site.id,
+                            domain: site.domain.clone(),
+                        },
+                        goal: goal.clone(),
+                        completions,
+                        from,
+                    });
+                }
+                true
+            });
+        due
     }
 
-    #[test]
-    fn throttle_has_a_leading_edge() {
-        let mut t = Throttle::default();
-        t.add(1, 60);
-        assert_eq!(t.take_due(65, 60), Some((1, 60)), "the first goes at once");
-        t.add(2, 60);
-        t.add(3, 120);
-        assert_eq!(t.take_due(100, 60), None, "within the interval: held");
-        assert_eq!(t.take_due(125, 60), Some((5, 60)), "then all at once");
-        assert_eq!(t.take_due(300, 60), None, "nothing pending");
-        t.add(1, 300);
-        assert_eq!(t.take_due(301, 60), Some((1, 300)), "quiet again: at once");
+    async fn goal_deliveries(
+        &self,
+        scan: &Scan,
+        due: &[DueGoal],
+        decided: &mut Decided,
+        clickhouse_time: &mut Duration,
+    ) -> Result<(), TriggerError> {
+        let now = scan.now;
+        let requests: Vec<queries::VisitorRequest> = due
+            .iter()
+            .map(|d| queries::VisitorRequest {
+                site_id: d.site.id as u64,
+                from_minute: d.from,
+                // Visitors of the minutes the completions came from: while
+                // catching up, not the minutes later steps will count.
+                to_minute: scan.data_minute.max(d.from),
+                goal: goal_rules::filter(&d.goal),
+            })
+            .collect();
+        let visitors = timed(
+            clickhouse_time,
+            queries::goal_visitors_batch(&self.analytics, &requests),
+        )
+        .await?;
+        for (d, visitors) in due.iter().zip(visitors) {
+            let from = time(d.from);
+            let body = Envelope::new(
+                EventType::GoalCompleted.as_str(),
+                time(now),
+                payload::GoalCompleted {
+                    site: d.site.clone(),
+                    goal: GoalRef {
+                        id: d.goal.id,
+                        name: d.goal.display_name.clone(),
+                        kind: d.goal.kind.as_str(),
+                    },
+                    completions: d.completions,
+                    // Counted over the interval's whole minutes, which may
+                    // hold completions already reported; never more than
+                    // the completions this delivery carries.
+                    visitors: visitors.min(d.completions),
+                    interval: Interval {
+                        from: payload::rfc3339(from),
+                        to: payload::rfc3339(time(now)),
+                    },
+                    dashboard_url: payload::dashboard_url(
+                        &self.config.dashboard_base_url,
+                        &d.site.domain,
+                        "period=day",
+                    ),
+                },
+            );
+            decided.deliveries.push(NewDelivery {
+                webhook_id: d.webhook.id,
+                event_type: EventType::GoalCompleted.as_str(),
+                payload: body.to_json(),
+                dedupe_key: format!("goal.completed:{}:{}:{}", d.goal.id, d.from, now),
+            });
+        }
+        decided.goal_deliveries = due.len();
+        Ok(())
     }
 }
+
+fn wants_goal(webhook: &Webhook, goal_id: i64) -> bool {
+    webhook.goals.as_ref().is_some_and(|rule| {
+        rule.goal_ids
+            .as_ref()
+            .is_none_or(|ids| ids.contains(&goal_id))
+    })
+}
+
+/// Touched throttles, per (webhook, goal).
+pub(super) type Throttles = FxHashMap<(i64, i64), Throttle>;

@@ -16,6 +16,7 @@ mod deploy;
 mod docs;
 mod health;
 mod install;
+mod leadership;
 mod postgres_schema;
 mod postgres_tls;
 mod registry;

@@ -14,6 +14,7 @@ use tokio_postgres::Client;
 
 use crate::postgres_schema::SECRET;
 use crate::registry::{Running, eventually, run_change_stream};
+use crate::support::proxy::Proxy;
 use crate::support::{TestClickhouse, TestPostgres, config};
 
 pub struct World {
@@ -141,7 +142,13 @@ impl World {
         eventually(&self.registry, "the registry has the rows", check).await;
     }
 
+    /// A fresh engine, as after a restart: the lease of any engine before
+    /// it is made to have run out.
     pub async fn engine(&self) -> TriggerEngine {
+        self.client
+            .execute("UPDATE webhook_leases SET lease_until = now()", &[])
+            .await
+            .unwrap();
         let pool = plausible_webhooks::store::pool(&self.config.postgres).unwrap();
         let mut engine = TriggerEngine::new(
             &self.config,
@@ -591,59 +598,25 @@ async fn after_a_failed_commit_the_engine_reads_its_state_again() {
         .await
         .unwrap();
     // ...though the same work may have landed (an acknowledgement lost),
-    // here committed by a second engine.
+    // here committed by a second engine, which then hands the lease back.
+    let lease = "SELECT token, lease_until FROM webhook_leases WHERE name = 'triggers'";
+    let held = w.client.query_one(lease, &[]).await.unwrap();
+    let (token, until): (String, chrono::DateTime<chrono::Utc>) = (held.get(0), held.get(1));
     w.engine().await.tick().await.unwrap();
     assert_eq!(w.completions().await, 2);
+    w.client
+        .execute(
+            "UPDATE webhook_leases SET token = $1, lease_until = $2 WHERE name = 'triggers'",
+            &[&token, &until],
+        )
+        .await
+        .unwrap();
 
     // The first engine does not count those completions again (a second
     // later, so that a repeat would not share the delivery's dedupe key).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     engine.tick().await.unwrap();
     assert_eq!(w.completions().await, 2);
-}
-
-/// A TCP proxy to ClickHouse that can be cut and restored.
-struct Proxy {
-    addr: std::net::SocketAddr,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let flag = up.clone();
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !flag.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let target = target.clone();
-                let flag = flag.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = async {
-                            while flag.load(Ordering::SeqCst) {
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                        } => {}
-                    }
-                });
-            }
-        });
-        Proxy { addr, up }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -653,7 +626,8 @@ async fn clickhouse_down_for_a_while_loses_no_completion() {
     let target = crate::support::servers()
         .clickhouse_url
         .trim_start_matches("http://")
-        .to_string();
+        .parse()
+        .unwrap();
     let proxy = Proxy::start(target).await;
     let mut config = w.config.clone();
     config.clickhouse.url = format!("http://{}", proxy.addr);
@@ -692,15 +666,113 @@ async fn clickhouse_down_for_a_while_loses_no_completion() {
     wait_for_total(1).await;
 
     // ClickHouse unreachable for two seconds while completions arrive.
-    proxy.set_up(false);
+    proxy.cut();
     tokio::time::sleep(Duration::from_millis(300)).await;
     w.events(&[buy(2), buy(3)]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(w.completions().await, 1, "nothing while ClickHouse is away");
     assert!(!running.is_finished(), "the engine keeps running");
 
-    proxy.set_up(true);
+    proxy.restore();
     wait_for_total(3).await;
     let _ = stop.send(true);
     running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_the_engine_catches_up_in_committed_steps() {
+    let mut w = World::with_buy_goal().await;
+    w.config.triggers.catchup_step_secs = 300;
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+
+    // Half an hour of completions, one a minute, inserted as they happened
+    // while the engine could not commit: its cursor stands half an hour
+    // back, and the insert log has an insert a minute since.
+    let buys: Vec<Ev> = (0..30)
+        .map(|m| Ev {
+            name: "Buy",
+            ago: m * 60,
+            ..pv(1, 500 + u64::from(m), "/")
+        })
+        .collect();
+    w.events(&buys).await;
+    let analytics = w.ch.analytics();
+    analytics
+        .execute(&analytics.render(
+            "INSERT INTO {database}.webhooks_inserts (inserted_at, site_id, minute)
+             SELECT now() - number * 60, 1, toStartOfMinute(now() - number * 60)
+             FROM system.numbers LIMIT 30",
+        ))
+        .await
+        .unwrap();
+    w.client
+        .execute(
+            "UPDATE webhook_cursors SET position = position - interval '31 minutes' WHERE stream = 'triggers'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let cursor = async || -> chrono::DateTime<chrono::Utc> {
+        w.client
+            .query_one(
+                "SELECT position FROM webhook_cursors WHERE stream = 'triggers'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+
+    // A restarted engine steps through it, five minutes of inserts a tick,
+    // each step committed before the next.
+    let mut engine = w.engine().await;
+    let mut steps = 0;
+    let mut previous = cursor().await;
+    loop {
+        let report = engine.tick().await.unwrap();
+        let now = cursor().await;
+        if report.caught_up {
+            break;
+        }
+        steps += 1;
+        assert_eq!(now - previous, chrono::Duration::seconds(300), "one step");
+        assert!(report.lag_secs > 0);
+        previous = now;
+        assert!(steps < 10, "still not caught up after {steps} steps");
+    }
+    assert!(steps >= 5, "{steps} steps for 31 minutes");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.completions().await, 30, "each completion once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_trigger_state_rows_are_skipped() {
+    let w = World::with_buy_goal().await;
+    let webhook: i64 = w
+        .client
+        .query_one("SELECT id FROM webhooks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // Rows an operator might write by hand: infinite times.
+    w.client
+        .batch_execute(&format!(
+            "INSERT INTO webhook_cursors (stream, position) VALUES ('triggers', 'infinity');
+             INSERT INTO webhook_goal_counts (goal_id, minute, completions) VALUES (1, 'infinity', 5);
+             INSERT INTO webhook_goal_throttle (webhook_id, goal_id, last_sent_at) VALUES ({webhook}, 999, '-infinity');
+             INSERT INTO webhook_alert_state (webhook_id, event_type, last_fired_at) VALUES ({webhook}, 'traffic.spike', 'infinity');"
+        ))
+        .await
+        .unwrap();
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+    w.events(&[Ev {
+        name: "Buy",
+        ..pv(1, 7, "/")
+    }])
+    .await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.completions().await, 1, "the rest flows");
 }

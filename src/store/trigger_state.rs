@@ -42,33 +42,43 @@ pub async fn load(pool: &Pool, counts_since: DateTime<Utc>) -> Result<TriggerSta
     let cursor = client
         .query_opt(include_str!("sql/trigger_cursor_load.sql"), &[&STREAM])
         .await?
-        .map(|r| r.get(0));
+        .and_then(|r| read(&r, "webhook_cursors", |r| r.try_get(0)));
     let goal_counts = client
         .query(include_str!("sql/goal_counts_load.sql"), &[&counts_since])
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .filter_map(|r| {
+            read(r, "webhook_goal_counts", |r| {
+                Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+            })
+        })
         .collect();
     let throttles = client
         .query(include_str!("sql/goal_throttle_load.sql"), &[])
         .await?
         .iter()
-        .map(|r| {
-            (
-                (r.get(0), r.get(1)),
-                Throttle {
-                    last_sent_at: r.get(2),
-                    pending: r.get(3),
-                    pending_from: r.get(4),
-                },
-            )
+        .filter_map(|r| {
+            read(r, "webhook_goal_throttle", |r| {
+                Ok((
+                    (r.try_get(0)?, r.try_get(1)?),
+                    Throttle {
+                        last_sent_at: r.try_get(2)?,
+                        pending: r.try_get(3)?,
+                        pending_from: r.try_get(4)?,
+                    },
+                ))
+            })
         })
         .collect();
     let alerts = client
         .query(include_str!("sql/alert_state_load.sql"), &[])
         .await?
         .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .filter_map(|r| {
+            read(r, "webhook_alert_state", |r| {
+                Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?))
+            })
+        })
         .collect();
     Ok(TriggerState {
         cursor,
@@ -76,6 +86,23 @@ pub async fn load(pool: &Pool, counts_since: DateTime<Utc>) -> Result<TriggerSta
         throttles,
         alerts,
     })
+}
+
+/// Reads one row, or skips it with a warning when a value cannot be read
+/// (an `infinity` timestamp, an unexpected NULL): one bad row written by
+/// hand stops nothing else.
+fn read<T>(
+    row: &tokio_postgres::Row,
+    table: &'static str,
+    get: impl FnOnce(&tokio_postgres::Row) -> Result<T, tokio_postgres::Error>,
+) -> Option<T> {
+    match get(row) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::warn!(table, error = %e, "skipping a trigger state row that cannot be read");
+            None
+        }
+    }
 }
 
 /// What one tick writes.
@@ -98,19 +125,30 @@ impl TickWrite {
     }
 }
 
-/// Writes a tick in one transaction, after taking the cursor row's lock.
-/// Returns the number of deliveries enqueued (dedupe skips excluded).
-pub async fn commit_tick(pool: &Pool, write: &TickWrite) -> Result<u64, StoreError> {
+/// Writes a tick in one transaction, fenced by the engine's lease: the
+/// transaction first checks and locks that lease `lease` is still held
+/// under `token` (see [`super::leases::fence`] for `idle_limit`). Returns the number of deliveries enqueued (dedupe skips
+/// excluded), or `None` when the lease is no longer this engine's: then
+/// nothing was written.
+pub async fn commit_tick(
+    pool: &Pool,
+    lease: &str,
+    token: &str,
+    idle_limit: std::time::Duration,
+    write: &TickWrite,
+) -> Result<Option<u64>, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    if !super::leases::fence(&*tx, lease, token, idle_limit).await? {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     let position = write.cursor.unwrap_or_else(Utc::now);
     tx.execute(
         include_str!("sql/trigger_cursor_ensure.sql"),
         &[&STREAM, &position],
     )
     .await?;
-    tx.query_one(include_str!("sql/trigger_cursor_lock.sql"), &[&STREAM])
-        .await?;
 
     if !write.goal_counts.is_empty() {
         let goals: Vec<i64> = write.goal_counts.iter().map(|c| c.0).collect();
@@ -175,7 +213,7 @@ pub async fn commit_tick(pool: &Pool, write: &TickWrite) -> Result<u64, StoreErr
         .await?;
     }
     tx.commit().await?;
-    Ok(enqueued)
+    Ok(Some(enqueued))
 }
 
 /// Forgets goal counts older than `before`.

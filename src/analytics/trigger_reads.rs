@@ -29,14 +29,23 @@ pub struct ChangedBucket {
     pub last_inserted_at: u32,
 }
 
-/// Buckets touched by inserts at or after `since` (server time).
+/// Buckets touched by inserts from `since` to `until` (server times,
+/// inclusive).
 pub async fn changed_buckets(
     analytics: &Analytics,
     since: u32,
+    until: u32,
 ) -> Result<Vec<ChangedBucket>, AnalyticsError> {
     let sql = analytics.render(include_str!("sql/changed_buckets.sql"));
     analytics
-        .bounded(analytics.client().query(&sql).bind(since).fetch_all())
+        .bounded(
+            analytics
+                .client()
+                .query(&sql)
+                .bind(since)
+                .bind(until)
+                .fetch_all(),
+        )
         .await
 }
 
