@@ -4,6 +4,7 @@
 //! therefore talks plain `RowBinary` with schema validation off.
 
 pub mod install;
+mod lossy;
 mod migrations;
 pub mod retention;
 pub mod trigger_reads;

@@ -7,6 +7,8 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
+use super::lossy;
+
 use super::{Analytics, AnalyticsError};
 
 /// The server's clock, in seconds since the epoch.
@@ -54,12 +56,25 @@ pub async fn changed_buckets(
 pub struct KeyCount {
     pub site_id: u64,
     pub minute: u32,
+    // Visitors' text may be any bytes: read lossily, never failing the read.
+    #[serde(deserialize_with = "lossy::string")]
     pub name: String,
+    #[serde(deserialize_with = "lossy::string")]
     pub pathname: String,
     pub scroll_depth: u8,
+    #[serde(deserialize_with = "lossy::strings")]
     pub prop_keys: Vec<String>,
+    #[serde(deserialize_with = "lossy::strings")]
     pub prop_values: Vec<String>,
     pub completions: u64,
+}
+
+/// A page or source with its visitors.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, clickhouse::Row)]
+struct Ranked {
+    #[serde(deserialize_with = "lossy::string")]
+    value: String,
+    visitors: u64,
 }
 
 /// Completions per event key in the given buckets.
@@ -344,7 +359,7 @@ pub async fn top(
         Top::Sources => include_str!("sql/top_sources.sql"),
     };
     let sql = analytics.render(template);
-    analytics
+    let ranked: Vec<Ranked> = analytics
         .bounded(
             analytics
                 .client()
@@ -353,7 +368,8 @@ pub async fn top(
                 .bind(since)
                 .fetch_all(),
         )
-        .await
+        .await?;
+    Ok(ranked.into_iter().map(|r| (r.value, r.visitors)).collect())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
