@@ -105,6 +105,21 @@ pub struct GoalCompleted {
 }
 
 /// `{base}/{domain}` with the domain as one path segment, and a query.
+/// Text as visitors sent it (a page path, a source), cut to at most
+/// `VISITOR_TEXT_MAX` characters: a payload stays far below the outbox's
+/// 256 KiB, whatever ClickHouse holds, so that it is never refused.
+pub fn visitor_text(text: &str) -> String {
+    if text.chars().count() <= VISITOR_TEXT_MAX {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(VISITOR_TEXT_MAX - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// See [`visitor_text`].
+pub const VISITOR_TEXT_MAX: usize = 1024;
+
 pub fn dashboard_url(base: &str, domain: &str, query: &str) -> String {
     match url::Url::parse(base) {
         Ok(mut url) => {
@@ -121,6 +136,13 @@ pub fn dashboard_url(base: &str, domain: &str, query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn visitor_text_is_cut() {
+        assert_eq!(visitor_text("/a"), "/a");
+        let long = "x".repeat(5000);
+        assert_eq!(visitor_text(&long).chars().count(), VISITOR_TEXT_MAX);
+    }
 
     #[test]
     fn dashboard_links() {

@@ -101,14 +101,14 @@ impl TriggerEngine {
                 top_pages: top_pages
                     .iter()
                     .map(|(page, visitors)| PageCount {
-                        page: page.clone(),
+                        page: payload::visitor_text(page),
                         visitors: *visitors,
                     })
                     .collect(),
                 top_sources: top_sources
                     .iter()
                     .map(|(source, visitors)| SourceCount {
-                        source: source.clone(),
+                        source: payload::visitor_text(source),
                         visitors: *visitors,
                     })
                     .collect(),
