@@ -29,7 +29,7 @@ use plausible_webhooks::config::{Config, Secret};
 use plausible_webhooks::registry::RegistryHandle;
 use plausible_webhooks::telemetry::health::Heartbeat;
 use plausible_webhooks::triggers::TriggerEngine;
-use support::SECRET;
+use support::{SECRET, env_or};
 use tokio::sync::watch;
 
 const FIXTURE_CH: &str = include_str!("../tests/fixtures/clickhouse/events_v2.sql");
@@ -49,13 +49,6 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(run(minutes, per_minute));
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 async fn run(minutes: u64, per_minute: u64) {

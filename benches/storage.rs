@@ -25,7 +25,8 @@ mod support;
 
 use plausible_webhooks::analytics::{Analytics, apply_migrations, embedded_migrations};
 use plausible_webhooks::config::Secret;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use support::{Event, env_or};
 
 const FIXTURE_CH: &str = include_str!("../tests/fixtures/clickhouse/events_v2.sql");
 const SITES: u64 = 10_000;
@@ -39,22 +40,6 @@ const MINUTE_TABLE_DAYS: f64 = 31.0 + 3.0;
 /// The longest `webhooks_inserts` keeps a day: two days back, a day of
 /// slack, and the day itself.
 const INSERTS_DAYS: f64 = 4.0;
-
-#[derive(Serialize, clickhouse::Row)]
-struct Event {
-    timestamp: u32,
-    name: &'static str,
-    site_id: u64,
-    user_id: u64,
-    session_id: u64,
-    pathname: String,
-    #[serde(rename = "meta.key")]
-    meta_key: Vec<&'static str>,
-    #[serde(rename = "meta.value")]
-    meta_value: Vec<&'static str>,
-    scroll_depth: u8,
-    referrer_source: &'static str,
-}
 
 #[derive(Deserialize, clickhouse::Row)]
 struct TableSize {
@@ -81,13 +66,6 @@ fn main() {
         let tables = clickhouse(minutes).await;
         steady_state(per_delivery, &tables, per_day, per_minute);
     });
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Bytes per finished delivery with one attempt, everything included.

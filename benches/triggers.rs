@@ -21,30 +21,13 @@ use plausible_webhooks::changes::ChangeStream;
 use plausible_webhooks::config::{Config, Secret};
 use plausible_webhooks::registry::RegistryHandle;
 use plausible_webhooks::triggers::TriggerEngine;
-use serde::Serialize;
-use support::SECRET;
+use support::{Event, SECRET, env_or};
 use tokio::sync::watch;
 
 const FIXTURE_CH: &str = include_str!("../tests/fixtures/clickhouse/events_v2.sql");
 const SITES: u64 = 10_000;
 /// Sites past the load's that carry probes with a 1 s goal interval.
 const PROBES: u64 = 10;
-
-#[derive(Serialize, clickhouse::Row)]
-struct Event {
-    timestamp: u32,
-    name: &'static str,
-    site_id: u64,
-    user_id: u64,
-    session_id: u64,
-    pathname: String,
-    #[serde(rename = "meta.key")]
-    meta_key: Vec<&'static str>,
-    #[serde(rename = "meta.value")]
-    meta_value: Vec<&'static str>,
-    scroll_depth: u8,
-    referrer_source: &'static str,
-}
 
 fn main() {
     if !support::benchmarking("triggers") {
@@ -58,13 +41,6 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(run(seconds, per_minute));
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 async fn run(seconds: u64, per_minute: u64) {

@@ -9,6 +9,33 @@ use plausible_webhooks::config::{Config, PostgresUrl};
 
 const FIXTURE: &str = include_str!("../../tests/fixtures/postgres/plausible.sql");
 
+/// One row of Plausible's `events_v2`, as the benches insert them.
+#[allow(dead_code)]
+#[derive(serde::Serialize, clickhouse::Row)]
+pub struct Event {
+    pub timestamp: u32,
+    pub name: &'static str,
+    pub site_id: u64,
+    pub user_id: u64,
+    pub session_id: u64,
+    pub pathname: String,
+    #[serde(rename = "meta.key")]
+    pub meta_key: Vec<&'static str>,
+    #[serde(rename = "meta.value")]
+    pub meta_value: Vec<&'static str>,
+    pub scroll_depth: u8,
+    pub referrer_source: &'static str,
+}
+
+/// A number from the environment (a bench's knob), else `default`.
+#[allow(dead_code)]
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A signing secret for the benches' webhooks.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
