@@ -23,16 +23,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use plausible_webhooks::analytics::{Analytics, apply_migrations, embedded_migrations};
+use plausible_webhooks::analytics::Analytics;
 use plausible_webhooks::changes::ChangeStream;
-use plausible_webhooks::config::{Config, Secret};
+use plausible_webhooks::config::Config;
 use plausible_webhooks::registry::RegistryHandle;
 use plausible_webhooks::telemetry::health::Heartbeat;
 use plausible_webhooks::triggers::TriggerEngine;
 use support::{SECRET, env_or};
 use tokio::sync::watch;
 
-const FIXTURE_CH: &str = include_str!("../tests/fixtures/clickhouse/events_v2.sql");
 const SITES: u64 = 10_000;
 /// Rows per `INSERT … SELECT` while loading the outage.
 const LOAD_CHUNK: u64 = 5_000_000;
@@ -52,8 +51,7 @@ fn main() {
 }
 
 async fn run(minutes: u64, per_minute: u64) {
-    let servers = support::servers::servers();
-    let (config, db) = setup(servers).await;
+    let (config, db) = setup().await;
     let analytics = Analytics::new(&config.clickhouse);
 
     // The outage: `minutes` of events ending now, then the insert log as
@@ -275,7 +273,7 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn setup(servers: &support::servers::Servers) -> (Config, tokio_postgres::Client) {
+async fn setup() -> (Config, tokio_postgres::Client) {
     let name = format!("bench_catchup_{}", std::process::id());
     let (mut config, db) = support::database(&name).await;
     db.batch_execute(&format!(
@@ -288,29 +286,8 @@ async fn setup(servers: &support::servers::Servers) -> (Config, tokio_postgres::
     ))
     .await
     .expect("seed");
-    config.clickhouse.url = servers.clickhouse_url.clone();
-    config.clickhouse.user = servers.clickhouse_user.clone();
-    config.clickhouse.password = Secret::new(servers.clickhouse_password.clone());
-    config.clickhouse.database = name.clone();
+    support::clickhouse_database(&mut config.clickhouse, &name).await;
     // Catch-up ticks query more than live ones.
     config.clickhouse.request_timeout_secs = 120;
-    let ch_admin = clickhouse::Client::default()
-        .with_url(&config.clickhouse.url)
-        .with_user(&config.clickhouse.user)
-        .with_password(config.clickhouse.password.expose())
-        .with_validation(false);
-    ch_admin
-        .query(&format!("CREATE DATABASE {name}"))
-        .execute()
-        .await
-        .expect("ch db");
-    let analytics = Analytics::new(&config.clickhouse);
-    analytics
-        .execute(&analytics.render(FIXTURE_CH.trim().trim_end_matches(';')))
-        .await
-        .expect("events table");
-    apply_migrations(&analytics, embedded_migrations())
-        .await
-        .expect("ch migrations");
     (config, db)
 }

@@ -23,12 +23,9 @@
 
 mod support;
 
-use plausible_webhooks::analytics::{Analytics, apply_migrations, embedded_migrations};
-use plausible_webhooks::config::Secret;
 use serde::Deserialize;
 use support::{Event, env_or};
 
-const FIXTURE_CH: &str = include_str!("../tests/fixtures/clickhouse/events_v2.sql");
 const SITES: u64 = 10_000;
 const VISITORS: u64 = 5_000_000;
 const EVENTS_PER_MINUTE: u64 = 1_000_000;
@@ -153,36 +150,14 @@ async fn postgres(deliveries: u64) -> f64 {
 /// Rows and bytes on disk per view table after `minutes` minutes of
 /// 1,000,000 events each.
 async fn clickhouse(minutes: u64) -> Vec<(String, f64, f64)> {
-    let servers = support::servers::servers();
     let name = format!("bench_storage_{}", std::process::id());
     let mut config = plausible_webhooks::config::Config::defaults().clickhouse;
-    config.url = servers.clickhouse_url.clone();
-    config.user = servers.clickhouse_user.clone();
-    config.password = Secret::new(servers.clickhouse_password.clone());
-    config.database = name.clone();
+    support::clickhouse_database(&mut config, &name).await;
     let admin = clickhouse::Client::default()
         .with_url(&config.url)
         .with_user(&config.user)
         .with_password(config.password.expose())
         .with_validation(false);
-    admin
-        .query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute()
-        .await
-        .expect("drop ch db");
-    admin
-        .query(&format!("CREATE DATABASE {name}"))
-        .execute()
-        .await
-        .expect("ch db");
-    let analytics = Analytics::new(&config);
-    analytics
-        .execute(&analytics.render(FIXTURE_CH.trim().trim_end_matches(';')))
-        .await
-        .expect("events table");
-    apply_migrations(&analytics, embedded_migrations())
-        .await
-        .expect("ch migrations");
     let client = admin.clone().with_database(&name);
 
     let started = std::time::Instant::now();

@@ -16,15 +16,14 @@ mod support;
 use plausible_webhooks::telemetry::health::Heartbeat;
 use std::time::{Duration, Instant, SystemTime};
 
-use plausible_webhooks::analytics::{Analytics, apply_migrations, embedded_migrations};
+use plausible_webhooks::analytics::Analytics;
 use plausible_webhooks::changes::ChangeStream;
-use plausible_webhooks::config::{Config, Secret};
+use plausible_webhooks::config::Config;
 use plausible_webhooks::registry::RegistryHandle;
 use plausible_webhooks::triggers::TriggerEngine;
 use support::{Event, SECRET, env_or};
 use tokio::sync::watch;
 
-const FIXTURE_CH: &str = include_str!("../tests/fixtures/clickhouse/events_v2.sql");
 const SITES: u64 = 10_000;
 /// Sites past the load's that carry probes with a 1 s goal interval.
 const PROBES: u64 = 10;
@@ -44,8 +43,7 @@ fn main() {
 }
 
 async fn run(seconds: u64, per_minute: u64) {
-    let servers = support::servers::servers();
-    let config = setup(servers).await;
+    let config = setup().await;
     let pool = plausible_webhooks::store::pool(&config.postgres).expect("pool");
 
     let registry = RegistryHandle::default();
@@ -253,7 +251,7 @@ async fn run(seconds: u64, per_minute: u64) {
     );
 }
 
-async fn setup(servers: &support::servers::Servers) -> Config {
+async fn setup() -> Config {
     let name = format!("bench_triggers_{}", std::process::id());
     let (mut config, db) = support::database(&name).await;
     db.batch_execute(&format!(
@@ -273,26 +271,7 @@ async fn setup(servers: &support::servers::Servers) -> Config {
     .await
     .expect("seed");
 
-    config.clickhouse.url = servers.clickhouse_url.clone();
-    config.clickhouse.user = servers.clickhouse_user.clone();
-    config.clickhouse.password = Secret::new(servers.clickhouse_password.clone());
-    config.clickhouse.database = name.clone();
-    let ch_admin = clickhouse::Client::default()
-        .with_url(&config.clickhouse.url)
-        .with_validation(false);
-    ch_admin
-        .query(&format!("CREATE DATABASE {name}"))
-        .execute()
-        .await
-        .expect("ch db");
-    let analytics = Analytics::new(&config.clickhouse);
-    analytics
-        .execute(&analytics.render(FIXTURE_CH.trim().trim_end_matches(';')))
-        .await
-        .expect("events table");
-    apply_migrations(&analytics, embedded_migrations())
-        .await
-        .expect("ch migrations");
+    support::clickhouse_database(&mut config.clickhouse, &name).await;
     config
 }
 

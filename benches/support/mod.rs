@@ -36,6 +36,48 @@ pub fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+const FIXTURE_CH: &str = include_str!("../../tests/fixtures/clickhouse/events_v2.sql");
+
+/// Points `config` at the harness's ClickHouse and creates database `name`
+/// afresh there, with Plausible's `events_v2` and the daemon's views;
+/// returns a client for it.
+#[allow(dead_code)]
+pub async fn clickhouse_database(
+    config: &mut plausible_webhooks::config::ClickhouseConfig,
+    name: &str,
+) -> plausible_webhooks::analytics::Analytics {
+    use plausible_webhooks::analytics::{Analytics, apply_migrations, embedded_migrations};
+    let servers = servers::servers();
+    config.url = servers.clickhouse_url.clone();
+    config.user = servers.clickhouse_user.clone();
+    config.password = plausible_webhooks::config::Secret::new(servers.clickhouse_password.clone());
+    config.database = name.to_string();
+    let admin = clickhouse::Client::default()
+        .with_url(&config.url)
+        .with_user(&config.user)
+        .with_password(config.password.expose())
+        .with_validation(false);
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin
+            .query(&statement)
+            .execute()
+            .await
+            .expect("ch database");
+    }
+    let analytics = Analytics::new(config);
+    analytics
+        .execute(&analytics.render(FIXTURE_CH.trim().trim_end_matches(';')))
+        .await
+        .expect("events table");
+    apply_migrations(&analytics, embedded_migrations())
+        .await
+        .expect("ch migrations");
+    analytics
+}
+
 /// A signing secret for the benches' webhooks.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
