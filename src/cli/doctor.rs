@@ -50,10 +50,19 @@ const OVERDUE_FAIL_SECS: f64 = 300.0;
 
 /// Runs every check; true when none failed.
 pub async fn run(config: &Config, json: bool) -> bool {
-    let mut checks = postgres_checks(config).await;
     let analytics = Analytics::new(&config.clickhouse);
+    // One connection serves every Postgres check.
+    let (mut checks, client) = match store::connect(&config.postgres).await {
+        Ok(client) => (postgres_checks(config, &client).await, Some(client)),
+        Err(e) => (
+            vec![check("postgres connection", Verdict::Fail, e.to_string())],
+            None,
+        ),
+    };
     checks.extend(clickhouse_checks(config, &analytics).await);
-    checks.extend(backlog_checks(config, &analytics).await);
+    if let Some(client) = &client {
+        checks.extend(backlog_checks(client, &analytics).await);
+    }
     if json {
         print!("{}", render::json(&checks));
     } else {
@@ -64,15 +73,11 @@ pub async fn run(config: &Config, json: bool) -> bool {
     checks.iter().all(|c| c.verdict != Verdict::Fail)
 }
 
-async fn postgres_checks(config: &Config) -> Vec<Check> {
-    let client = match store::connect(&config.postgres).await {
-        Ok(client) => client,
-        Err(e) => return vec![check("postgres connection", Verdict::Fail, e.to_string())],
-    };
+async fn postgres_checks(config: &Config, client: &tokio_postgres::Client) -> Vec<Check> {
     let target = store::pg_config(&config.postgres)
         .map(|pg| store::target(&pg))
         .unwrap_or_default();
-    let mut checks = vec![match manage::connection_info(&client).await {
+    let mut checks = vec![match manage::connection_info(client).await {
         Ok((version, ssl)) => check(
             "postgres connection",
             Verdict::Ok,
@@ -83,7 +88,7 @@ async fn postgres_checks(config: &Config) -> Vec<Check> {
         ),
         Err(e) => check("postgres connection", Verdict::Fail, e.to_string()),
     }];
-    checks.push(match store::plausible::check(&client).await {
+    checks.push(match store::plausible::check(client).await {
         Ok(problems) if problems.is_empty() => check(
             "plausible's postgres tables",
             Verdict::Ok,
@@ -96,7 +101,7 @@ async fn postgres_checks(config: &Config) -> Vec<Check> {
         ),
         Err(e) => check("plausible's postgres tables", Verdict::Fail, e.to_string()),
     });
-    checks.push(match store::check_schema(&client).await {
+    checks.push(match store::check_schema(client).await {
         Ok(()) => check(
             "postgres schema",
             Verdict::Ok,
@@ -164,12 +169,9 @@ async fn clickhouse_checks(config: &Config, analytics: &Analytics) -> Vec<Check>
 }
 
 /// The trigger cursor's lag behind the newest insert, and the outbox.
-async fn backlog_checks(config: &Config, analytics: &Analytics) -> Vec<Check> {
-    let Ok(client) = store::connect(&config.postgres).await else {
-        return Vec::new();
-    };
+async fn backlog_checks(client: &tokio_postgres::Client, analytics: &Analytics) -> Vec<Check> {
     let mut checks = Vec::new();
-    let cursor = manage::trigger_cursor(&client).await;
+    let cursor = manage::trigger_cursor(client).await;
     let newest = install::newest_insert(analytics).await;
     checks.push(match (cursor, newest) {
         (Ok(_), Ok(0)) => check(
@@ -194,7 +196,7 @@ async fn backlog_checks(config: &Config, analytics: &Analytics) -> Vec<Check> {
         (Err(e), _) => check("trigger cursor", Verdict::Fail, e.to_string()),
         (_, Err(e)) => check("trigger cursor", Verdict::Fail, e.to_string()),
     });
-    checks.push(match manage::outbox_summary(&client).await {
+    checks.push(match manage::outbox_summary(client).await {
         Ok(o) => {
             let verdict = if o.overdue_secs > OVERDUE_FAIL_SECS {
                 Verdict::Fail
