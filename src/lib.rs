@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod egress;
 pub mod http;
 pub mod migrate;
+pub mod redact;
 pub mod registry;
 pub mod retention;
 pub mod store;

@@ -5,6 +5,7 @@
 //! touches, so deletes, moves between sites and the 10-per-site cap need no
 //! special cases. Readers (triggers, delivery) take short read locks.
 
+pub mod headers;
 pub mod model;
 mod validate;
 

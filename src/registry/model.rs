@@ -71,6 +71,106 @@ impl fmt::Debug for SigningSecret {
     }
 }
 
+/// The shape of a webhook's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// The Standard Webhooks envelope (`{"type", "timestamp", "data"}`).
+    Standard,
+    /// A Slack incoming webhook's `{"text", "blocks"}`.
+    Slack,
+    /// A Discord webhook's `{"content", "embeds", "allowed_mentions"}`.
+    Discord,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Standard, Format::Slack, Format::Discord];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Standard => "standard",
+            Format::Slack => "slack",
+            Format::Discord => "discord",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// Whether the URL itself is the credential (a chat service's hook).
+    pub fn url_is_secret(self) -> bool {
+        self != Format::Standard
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Standard Webhooks signature scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// HMAC-SHA256 with the shared secret (`whsec_`).
+    V1,
+    /// Ed25519 with the signing key (`whsk_`); receivers verify with the
+    /// public key (`whpk_`).
+    V1a,
+}
+
+impl Scheme {
+    pub const ALL: [Scheme; 2] = [Scheme::V1, Scheme::V1a];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::V1 => "v1",
+            Scheme::V1a => "v1a",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scheme> {
+        Scheme::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An Ed25519 signing key (`v1a`), and when it stops signing (for the
+/// previous key during a rotation).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AsymmetricKey {
+    key: ed25519_dalek::SigningKey,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl AsymmetricKey {
+    pub fn new(key: ed25519_dalek::SigningKey, expires_at: Option<DateTime<Utc>>) -> Self {
+        AsymmetricKey { key, expires_at }
+    }
+
+    pub fn key(&self) -> &ed25519_dalek::SigningKey {
+        &self.key
+    }
+
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+impl fmt::Debug for AsymmetricKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsymmetricKey")
+            .field("key", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpikeRule {
     /// Distinct visitors in the window at or above which the spike fires.
@@ -98,8 +198,18 @@ pub struct Webhook {
     pub id: i64,
     pub site_id: i64,
     pub url: url::Url,
+    pub format: Format,
+    /// The signatures each request carries; never empty.
+    pub schemes: Vec<Scheme>,
     /// The current secret first; a rotated-out one after it.
     pub secrets: Vec<SigningSecret>,
+    /// For `v1a`: the current signing key first; a rotated-out one after it.
+    pub signing_keys: Vec<AsymmetricKey>,
+    /// Fixed headers of the webhook's own, validated; values are marked
+    /// sensitive (they often hold an API key).
+    pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    /// At most this many requests a minute; `None` is no limit.
+    pub max_per_minute: Option<u32>,
     pub spike: Option<SpikeRule>,
     pub drop: Option<DropRule>,
     pub goals: Option<GoalRule>,

@@ -8,7 +8,8 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use super::model::{
-    DropRule, EventType, Goal, GoalKind, GoalRule, PathPattern, SigningSecret, SpikeRule, Webhook,
+    AsymmetricKey, DropRule, EventType, Format, Goal, GoalKind, GoalRule, PathPattern, Scheme,
+    SigningSecret, SpikeRule, Webhook,
 };
 use crate::egress::Policy;
 use crate::store::goals::GoalRow;
@@ -39,6 +40,23 @@ pub fn webhook(row: &WebhookRow, rules: &UrlRules) -> Result<Webhook, String> {
             );
         }
     }
+
+    let format = Format::parse(&row.format).ok_or_else(|| {
+        format!(
+            "format {:?} is not known; use standard, slack or discord",
+            row.format
+        )
+    })?;
+    let schemes = schemes(&row.signatures)?;
+    let signing_keys = signing_keys(row)?;
+    if schemes.contains(&Scheme::V1a) && signing_keys.is_empty() {
+        return Err("signatures names v1a, which needs a signing_key".into());
+    }
+    let headers = super::headers::parse(&row.headers)?;
+    let max_per_minute = match row.max_per_minute {
+        None => None,
+        Some(n) => Some(in_range("max_per_minute", n, 1, 6000)?),
+    };
 
     let mut events = Vec::new();
     for event in &row.event_types {
@@ -110,7 +128,12 @@ pub fn webhook(row: &WebhookRow, rules: &UrlRules) -> Result<Webhook, String> {
         id: row.id,
         site_id: row.site_id,
         url,
+        format,
+        schemes,
         secrets,
+        signing_keys,
+        headers,
+        max_per_minute,
         spike,
         drop,
         goals,
@@ -175,6 +198,75 @@ fn secret(column: &str, value: &str) -> Result<Vec<u8>, String> {
         return Err(format!(
             "{column} must decode to 24 to 64 bytes, not {}",
             key.len()
+        ));
+    }
+    Ok(key)
+}
+
+/// The `signatures` column: `v1`, `v1a` or both, each once.
+fn schemes(names: &[Option<String>]) -> Result<Vec<Scheme>, String> {
+    let mut schemes = Vec::new();
+    for name in names {
+        let Some(name) = name else {
+            return Err("signatures must not contain null".into());
+        };
+        let scheme = Scheme::parse(name).ok_or_else(|| {
+            format!("signatures: {name:?} is not a signature scheme; use v1, v1a or both")
+        })?;
+        if !schemes.contains(&scheme) {
+            schemes.push(scheme);
+        }
+    }
+    if schemes.is_empty() {
+        return Err("signatures must name v1, v1a or both".into());
+    }
+    Ok(schemes)
+}
+
+/// The Ed25519 keys: the current one first, then one being rotated out.
+fn signing_keys(row: &WebhookRow) -> Result<Vec<AsymmetricKey>, String> {
+    let mut keys = Vec::new();
+    if let Some(key) = &row.signing_key {
+        keys.push(AsymmetricKey::new(signing_key("signing_key", key)?, None));
+    }
+    match (
+        &row.previous_signing_key,
+        row.previous_signing_key_expires_at,
+    ) {
+        (Some(previous), Some(expires_at)) => {
+            let key = signing_key("previous_signing_key", previous)?;
+            keys.push(AsymmetricKey::new(key, Some(expires_at)));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(
+                "previous_signing_key and previous_signing_key_expires_at must be set together"
+                    .into(),
+            );
+        }
+    }
+    Ok(keys)
+}
+
+/// `whsk_` followed by standard base64 of an Ed25519 seed (32 bytes) or of
+/// the key pair, seed then public key (64 bytes, as Svix writes it).
+pub(crate) fn signing_key(column: &str, value: &str) -> Result<ed25519_dalek::SigningKey, String> {
+    let Some(encoded) = value.strip_prefix("whsk_") else {
+        return Err(format!("{column} must start with \"whsk_\""));
+    };
+    let bytes = LENIENT
+        .decode(encoded)
+        .map_err(|_| format!("{column} must be \"whsk_\" followed by base64"))?;
+    let seed: [u8; 32] = match bytes.len() {
+        32 | 64 => bytes[..32]
+            .try_into()
+            .map_err(|_| format!("{column} is malformed"))?,
+        n => return Err(format!("{column} must decode to 32 or 64 bytes, not {n}")),
+    };
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    if bytes.len() == 64 && key.verifying_key().as_bytes()[..] != bytes[32..] {
+        return Err(format!(
+            "{column}'s last 32 bytes are not the public key of its first 32"
         ));
     }
     Ok(key)
@@ -312,6 +404,13 @@ mod tests {
             cooldown_minutes: 720,
             goal_ids: None,
             goal_interval_seconds: 60,
+            format: "standard".into(),
+            signatures: vec![Some("v1".into())],
+            signing_key: None,
+            previous_signing_key: None,
+            previous_signing_key_expires_at: None,
+            headers: serde_json::json!({}),
+            max_per_minute: None,
             last_error: None,
             inserted_at: Utc::now(),
             updated_at: Utc::now(),
@@ -426,6 +525,81 @@ mod tests {
         assert_eq!(
             error(|r| r.previous_secret = Some("whsec_x".into())),
             "previous_secret and previous_secret_expires_at must be set together"
+        );
+    }
+
+    /// The Ed25519 key pair Svix writes for seed 7 7 7 ...: seed, then
+    /// public key.
+    fn pair(seed: u8) -> String {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let mut bytes = key.to_bytes().to_vec();
+        bytes.extend_from_slice(key.verifying_key().as_bytes());
+        format!(
+            "whsk_{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        )
+    }
+
+    #[test]
+    fn receiver_options_are_read_and_checked() {
+        let mut r = row();
+        r.format = "slack".into();
+        r.signatures = vec![Some("v1".into()), Some("v1a".into())];
+        r.signing_key = Some(pair(7));
+        r.headers = serde_json::json!({"X-Api-Key": "k"});
+        r.max_per_minute = Some(60);
+        let w = webhook(&r, &rules(|_| {})).unwrap();
+        assert_eq!(w.format, Format::Slack);
+        assert_eq!(w.schemes, vec![Scheme::V1, Scheme::V1a]);
+        assert_eq!(w.signing_keys.len(), 1);
+        assert_eq!(w.headers.len(), 1);
+        assert_eq!(w.max_per_minute, Some(60));
+        assert!(!format!("{w:?}").contains(&pair(7)[5..20]));
+        // The 32-byte seed alone is a key too.
+        let seed = format!(
+            "whsk_{}",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        );
+        r.signing_key = Some(seed);
+        assert_eq!(
+            webhook(&r, &rules(|_| {})).unwrap().signing_keys,
+            w.signing_keys
+        );
+
+        assert_eq!(
+            error(|r| r.format = "teams".into()),
+            "format \"teams\" is not known; use standard, slack or discord"
+        );
+        assert_eq!(
+            error(|r| r.signatures = vec![Some("v1a".into())]),
+            "signatures names v1a, which needs a signing_key"
+        );
+        assert_eq!(
+            error(|r| r.signatures = vec![Some("v2".into())]),
+            "signatures: \"v2\" is not a signature scheme; use v1, v1a or both"
+        );
+        assert_eq!(
+            error(|r| r.signatures = vec![]),
+            "signatures must name v1, v1a or both"
+        );
+        assert_eq!(
+            error(|r| r.signing_key = Some("whsk_c2hvcnQ=".into())),
+            "signing_key must decode to 32 or 64 bytes, not 5"
+        );
+        let mut mismatched = pair(7);
+        mismatched.replace_range(60..64, "AAAA");
+        assert!(error(|r| r.signing_key = Some(mismatched)).contains("not the public key"));
+        assert_eq!(
+            error(|r| r.previous_signing_key = Some(pair(8))),
+            "previous_signing_key and previous_signing_key_expires_at must be set together"
+        );
+        assert_eq!(
+            error(|r| r.headers = serde_json::json!({"Webhook-Id": "x"})),
+            "headers: Webhook-Id is set by the daemon and cannot be overridden"
+        );
+        assert_eq!(
+            error(|r| r.max_per_minute = Some(0)),
+            "max_per_minute must be between 1 and 6000, not 0"
         );
     }
 

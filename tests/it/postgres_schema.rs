@@ -588,3 +588,159 @@ async fn updated_at_is_kept_current() {
         .get(0);
     assert!(fresh);
 }
+
+/// The receiver options of V12: every constraint refuses what the registry
+/// refuses, and the header rules agree with `registry::headers` name by
+/// name, including every reserved one.
+#[tokio::test]
+async fn receiver_option_constraints_agree_with_the_registry() {
+    use base64::Engine;
+    use plausible_webhooks::registry::headers;
+    let db = TestPostgres::migrated().await;
+    let client = db.client().await;
+    insert_site(&client, 1).await;
+
+    let key64 = {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let mut bytes = key.to_bytes().to_vec();
+        bytes.extend_from_slice(key.verifying_key().as_bytes());
+        format!(
+            "whsk_{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        )
+    };
+    let key32 = format!(
+        "whsk_{}",
+        base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+    );
+    for ok in [
+        vec![("format", "'slack'".to_string())],
+        vec![("format", "'discord'".into())],
+        vec![
+            ("signatures", "ARRAY['v1', 'v1a']".into()),
+            ("signing_key", format!("'{key64}'")),
+        ],
+        vec![
+            ("signatures", "ARRAY['v1a']".into()),
+            ("signing_key", format!("'{key32}'")),
+            ("previous_signing_key", format!("'{key64}'")),
+            ("previous_signing_key_expires_at", "now()".into()),
+        ],
+        vec![("max_per_minute", "60".into())],
+    ] {
+        let overrides: Vec<(&str, &str)> = ok.iter().map(|(c, v)| (*c, v.as_str())).collect();
+        insert_webhook(&client, 1, &overrides)
+            .await
+            .unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        client.execute("DELETE FROM webhooks", &[]).await.unwrap();
+    }
+
+    let refused: &[(&str, &[(&str, &str)])] = &[
+        ("webhooks_format_known", &[("format", "'teams'")]),
+        (
+            "webhooks_signatures_known",
+            &[("signatures", "ARRAY['v2']")],
+        ),
+        (
+            "webhooks_signatures_known",
+            &[("signatures", "ARRAY[]::text[]")],
+        ),
+        (
+            "webhooks_signatures_known",
+            &[("signatures", "ARRAY['v1', NULL]")],
+        ),
+        (
+            "webhooks_v1a_needs_signing_key",
+            &[("signatures", "ARRAY['v1a']")],
+        ),
+        (
+            "webhooks_signing_key_format",
+            &[("signing_key", "'whsec_abc'")],
+        ),
+        (
+            "webhooks_signing_key_format",
+            &[("signing_key", "'whsk_c2hvcnQ='")],
+        ),
+        (
+            "webhooks_previous_signing_key_format",
+            &[
+                ("previous_signing_key", "'x'"),
+                ("previous_signing_key_expires_at", "now()"),
+            ],
+        ),
+        (
+            "webhooks_previous_signing_key_expires_at_finite",
+            &[
+                (
+                    "previous_signing_key",
+                    "'whsk_CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk='",
+                ),
+                ("previous_signing_key_expires_at", "'infinity'"),
+            ],
+        ),
+        ("webhooks_max_per_minute", &[("max_per_minute", "0")]),
+        ("webhooks_max_per_minute", &[("max_per_minute", "6001")]),
+        ("webhooks_headers_valid", &[("headers", "'[]'")]),
+        ("webhooks_headers_valid", &[("headers", "'null'")]),
+    ];
+    for (constraint, overrides) in refused {
+        let err = insert_webhook(&client, 1, overrides)
+            .await
+            .expect_err(constraint);
+        assert_eq!(
+            err.as_db_error().and_then(|e| e.constraint()),
+            Some(*constraint),
+            "{overrides:?}: {err}"
+        );
+    }
+
+    // Header objects: the database and the registry say the same of each.
+    let mut objects: Vec<serde_json::Value> = headers::RESERVED
+        .iter()
+        .flat_map(|name| {
+            [
+                serde_json::json!({ *name: "x" }),
+                serde_json::json!({ name.to_uppercase(): "x" }),
+            ]
+        })
+        .collect();
+    objects.extend([
+        serde_json::json!({"Webhook-Anything": "x"}),
+        serde_json::json!({"Authorization": "Bearer abc"}),
+        serde_json::json!({"X-Api-Key": "a\tb ~!"}),
+        serde_json::json!({"X-Many": "x".repeat(headers::MAX_VALUE)}),
+        serde_json::json!({"X-Long": "x".repeat(headers::MAX_VALUE + 1)}),
+        serde_json::json!({"x".repeat(headers::MAX_NAME): "v"}),
+        serde_json::json!({"x".repeat(headers::MAX_NAME + 1): "v"}),
+        serde_json::json!({"bad name": "x"}),
+        serde_json::json!({"": "x"}),
+        serde_json::json!({"X-Num": 1}),
+        serde_json::json!({"X-Null": null}),
+        serde_json::json!({"X-Crlf": "a\r\nb"}),
+        serde_json::json!({"X-Utf8": "é"}),
+        serde_json::json!({"X-Ctl": "a\u{1}b"}),
+        serde_json::json!({"Webhooks": "x", "Hostname": "y", "Te-X": "z"}),
+        serde_json::Value::Object(
+            (0..headers::MAX_HEADERS)
+                .map(|i| (format!("x-{i}"), serde_json::json!("v")))
+                .collect(),
+        ),
+        serde_json::Value::Object(
+            (0..=headers::MAX_HEADERS)
+                .map(|i| (format!("x-{i}"), serde_json::json!("v")))
+                .collect(),
+        ),
+    ]);
+    for object in objects {
+        let registry = headers::parse(&object).is_ok();
+        let database = client
+            .query_one(
+                "SELECT plausible_webhooks_headers_valid($1::jsonb)",
+                &[&object],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0);
+        assert_eq!(registry, database, "{object}");
+    }
+}
