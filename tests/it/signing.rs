@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
-use plausible_webhooks::delivery::signing::sign;
+use plausible_webhooks::delivery::signing::{Keys, sign};
 use plausible_webhooks::registry::model::SigningSecret;
 
 const VERIFY: &str = r#"
@@ -70,7 +70,7 @@ fn signatures_verify_with_the_standardwebhooks_library() {
         "msg_2p0ggrq7rT1ruXmD4Eq3bZ",
         Utc::now(),
         body.as_bytes(),
-        [&secret],
+        Keys::v1(std::slice::from_ref(&secret)),
     )
     .expect("signed");
     let results = verify_with_python(serde_json::json!({
@@ -97,7 +97,7 @@ fn during_a_rotation_both_secrets_verify() {
         SigningSecret::new(old.clone(), Some(now + chrono::Duration::hours(24))),
     ];
     let body = r#"{"type":"traffic.spike"}"#;
-    let headers = sign("msg_rotation", now, body.as_bytes(), &secrets).expect("signed");
+    let headers = sign("msg_rotation", now, body.as_bytes(), Keys::v1(&secrets)).expect("signed");
     assert_eq!(headers.signature.split(' ').count(), 2);
     let results = verify_with_python(serde_json::json!({
         "id": headers.id,
