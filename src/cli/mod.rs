@@ -76,13 +76,15 @@ enum WebhooksCommand {
         #[arg(long, value_name = "DOMAIN|ID")]
         site: String,
         #[command(flatten)]
-        settings: SettingsArgs,
+        // Boxed: the settings are most of the command's size.
+        settings: Box<SettingsArgs>,
     },
     /// Change a webhook's settings; flags not given stay as they are.
     Update {
         id: i64,
         #[command(flatten)]
-        settings: SettingsArgs,
+        // Boxed: the settings are most of the command's size.
+        settings: Box<SettingsArgs>,
         /// goal.completed for every goal of the site (clears --goal).
         #[arg(long, conflicts_with = "goal")]
         all_goals: bool,
@@ -213,12 +215,12 @@ pub async fn run(config: &Config, args: WebhooksArgs) -> Result<(), CliError> {
         WebhooksCommand::Keygen => keygen(&out),
         WebhooksCommand::List { site } => list(&client, &out, site.as_deref()).await,
         WebhooksCommand::Show { id } => show(&client, &out, id).await,
-        WebhooksCommand::Add { site, settings } => add(&client, &out, &site, settings).await,
+        WebhooksCommand::Add { site, settings } => add(&client, &out, &site, *settings).await,
         WebhooksCommand::Update {
             id,
             settings,
             all_goals,
-        } => update(&client, &out, id, settings, all_goals).await,
+        } => update(&client, &out, id, *settings, all_goals).await,
         WebhooksCommand::Enable { id } => set_enabled(&client, &out, id, true).await,
         WebhooksCommand::Disable { id } => set_enabled(&client, &out, id, false).await,
         WebhooksCommand::Remove { id } => remove(&client, &out, id).await,
