@@ -494,10 +494,10 @@ fn apply_receiver_options(
     settings.headers.clear = args.clear_headers;
     for given in &args.headers {
         let (name, value) = flags::header(given).map_err(CliError::Invalid)?;
-        settings
-            .headers
-            .set
-            .insert(name, serde_json::Value::String(value));
+        // The last of a name given twice (in any case) wins.
+        let set = &mut settings.headers.set;
+        set.retain(|other, _| !other.eq_ignore_ascii_case(&name));
+        set.insert(name, serde_json::Value::String(value));
     }
     headers::parse(&serde_json::Value::Object(settings.headers.set.clone())).map_err(|e| {
         CliError::Invalid(format!(

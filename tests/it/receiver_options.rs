@@ -308,9 +308,11 @@ async fn custom_headers_arrive_reserved_ones_are_refused_and_values_never_show()
             "--clear-headers",
             "--header",
             "X-Only: 1",
+            "--header",
+            "x-only: 2",
         ],
     );
-    assert_eq!(cleared["headers"], json!({"X-Only": "[redacted]"}));
+    assert_eq!(cleared["headers"], json!({"x-only": "[redacted]"}));
     ok_json(&env, &["update", &id.to_string(), "--clear-headers"]);
     let stored: Value = client
         .query_one("SELECT headers FROM webhooks WHERE id = $1", &[&id])
