@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use chrono::DateTime;
-use plausible_webhooks::delivery::signing::sign;
+use plausible_webhooks::delivery::signing::{Keys, sign};
 use plausible_webhooks::registry::model::SigningSecret;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -109,8 +109,13 @@ async fn main() -> anyhow::Result<()> {
                 .and_then(|t| t.parse::<i64>().ok())
                 .and_then(|t| DateTime::from_timestamp(t, 0));
             let valid = match (h.get("webhook-id"), at, h.get("webhook-signature")) {
-                (Some(id), Some(at), Some(signature)) => sign(id, at, &request.body, [&secret])
-                    .is_some_and(|expected| signature.split(' ').any(|s| s == expected.signature)),
+                (Some(id), Some(at), Some(signature)) => sign(
+                    id,
+                    at,
+                    &request.body,
+                    Keys::v1(std::slice::from_ref(&secret)),
+                )
+                .is_some_and(|expected| signature.split(' ').any(|s| s == expected.signature)),
                 _ => false,
             };
             let payload: serde_json::Value = serde_json::from_slice(&request.body)?;

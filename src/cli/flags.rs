@@ -1,12 +1,16 @@
 //! Parsing the CLI's values: durations (`90s`, `5m`, `12h`, `2d`), event
-//! type lists and times (`2026-01-01T00:00:00Z` or `2h`, meaning that long
-//! ago), with errors that clap prints next to the flag's name.
+//! type lists, times (`2026-01-01T00:00:00Z` or `2h`, meaning that long
+//! ago), formats, signature schemes and rates, with errors that clap prints
+//! next to the flag's name. Values that may be secret (signing keys, header
+//! values) are not parsed by clap, whose errors repeat the value: `--header`
+//! is split here ([`header`]) and checked by the CLI with errors of its own.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::registry::EventType;
+use crate::registry::model::{Format, Scheme};
 use crate::store::deliveries::Status;
 
 /// A duration: a whole number with an optional unit (`s`, `m`, `h`, `d`;
@@ -68,6 +72,46 @@ pub fn time(value: &str) -> Result<DateTime<Utc>, String> {
     Ok(Utc::now() - ago)
 }
 
+/// A message format: standard, slack or discord.
+pub fn format(value: &str) -> Result<Format, String> {
+    Format::parse(value.trim())
+        .ok_or_else(|| format!("unknown format {value:?}; expected standard, slack or discord"))
+}
+
+/// A signature scheme (of a comma-separated list): v1 or v1a.
+pub fn scheme(value: &str) -> Result<Scheme, String> {
+    Scheme::parse(value.trim())
+        .ok_or_else(|| format!("unknown signature scheme {value:?}; expected v1, v1a or v1,v1a"))
+}
+
+/// `--max-per-minute`: a number, or `none` for no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerMinute(pub Option<i32>);
+
+pub fn per_minute(value: &str) -> Result<PerMinute, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(PerMinute(None));
+    }
+    value
+        .parse()
+        .map(|n| PerMinute(Some(n)))
+        .map_err(|_| format!("{value:?} is neither a number of requests nor none"))
+}
+
+/// `--header 'Name: value'` as its name and value (blanks around either
+/// taken off). The error never repeats the value.
+pub fn header(value: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = value.split_once(':') else {
+        return Err("--header must be given as \"Name: value\"".into());
+    };
+    let blank = |c: char| c == ' ' || c == '\t';
+    Ok((
+        name.trim_matches(blank).to_string(),
+        value.trim_matches(blank).to_string(),
+    ))
+}
+
 /// A duration as a whole number of `unit_secs` (minutes for 60) that fits
 /// an `i32`, for the columns that store one; `flag` names it in the error.
 pub fn whole(flag: &str, value: Duration, unit_secs: u64, unit: &str) -> Result<i32, String> {
@@ -116,6 +160,24 @@ mod tests {
         let ago = Utc::now() - time("2h").unwrap();
         assert!((ago.num_seconds() - 7200).abs() < 5);
         assert!(time("yesterday").is_err());
+    }
+
+    #[test]
+    fn receiver_options() {
+        assert_eq!(format("slack"), Ok(Format::Slack));
+        assert!(format("teams").is_err());
+        assert_eq!(scheme("v1a"), Ok(Scheme::V1a));
+        assert!(scheme("v2").is_err());
+        assert_eq!(per_minute("none"), Ok(PerMinute(None)));
+        assert_eq!(per_minute("60"), Ok(PerMinute(Some(60))));
+        assert!(per_minute("lots").is_err());
+        assert_eq!(
+            header("Authorization: Bearer a:b"),
+            Ok(("Authorization".into(), "Bearer a:b".into()))
+        );
+        assert_eq!(header("X-Empty:"), Ok(("X-Empty".into(), String::new())));
+        let e = header("no colon SECRET").unwrap_err();
+        assert!(!e.contains("SECRET"), "{e}");
     }
 
     #[test]

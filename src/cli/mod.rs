@@ -7,6 +7,7 @@ pub mod doctor;
 mod flags;
 mod render;
 pub mod uninstall;
+mod view;
 
 use std::time::{Duration, Instant};
 
@@ -16,11 +17,13 @@ use clap::{Args, Subcommand};
 use tokio_postgres::Client;
 
 use crate::config::Config;
-use crate::registry::EventType;
+use crate::registry::model::{Format, Scheme};
+use crate::registry::{EventType, headers, keys};
 use crate::store::deliveries::Status;
-use crate::store::manage::{self, DeliveryInfo, Settings, SiteRef, WebhookInfo};
+use crate::store::manage::{self, DeliveryInfo, HeaderChange, Settings, SiteRef, WebhookInfo};
 use crate::store::{self, StoreError};
 use render::{Table, opt, time};
+use view::WebhookView;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -58,25 +61,30 @@ pub struct WebhooksArgs {
 
 #[derive(Debug, Subcommand)]
 enum WebhooksCommand {
-    /// List webhooks (secrets are never shown).
+    /// List webhooks (secrets, signing keys and header values are never
+    /// shown; a chat hook's URL only by its host and a fingerprint).
     List {
         /// Only this site's (a domain or an id).
         #[arg(long, value_name = "DOMAIN|ID")]
         site: Option<String>,
     },
+    /// One webhook's settings and state, as `list` shows them and more.
+    Show { id: i64 },
     /// Create a webhook; prints its id and its signing secret (once).
     Add {
         /// The site (a domain or an id).
         #[arg(long, value_name = "DOMAIN|ID")]
         site: String,
         #[command(flatten)]
-        settings: SettingsArgs,
+        // Boxed: the settings are most of the command's size.
+        settings: Box<SettingsArgs>,
     },
     /// Change a webhook's settings; flags not given stay as they are.
     Update {
         id: i64,
         #[command(flatten)]
-        settings: SettingsArgs,
+        // Boxed: the settings are most of the command's size.
+        settings: Box<SettingsArgs>,
         /// goal.completed for every goal of the site (clears --goal).
         #[arg(long, conflicts_with = "goal")]
         all_goals: bool,
@@ -94,6 +102,18 @@ enum WebhooksCommand {
         #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = flags::duration)]
         keep_previous: Duration,
     },
+    /// Replace the Ed25519 signing key (v1a); prints the new public key for
+    /// the receiver.
+    RotateSigningKey {
+        id: i64,
+        /// How long the old key keeps signing beside the new one.
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = flags::duration)]
+        keep_previous: Duration,
+    },
+    /// Make an Ed25519 key pair for v1a and print it, touching nothing: the
+    /// signing key (whsk_…) for the webhook's signing_key, the public key
+    /// (whpk_…) for the receiver.
+    Keygen,
     /// Send a webhook.test delivery and wait for its outcome (needs a
     /// running daemon).
     Test {
@@ -159,26 +179,56 @@ struct SettingsArgs {
     goal_interval: Option<Duration>,
     #[arg(long)]
     description: Option<String>,
+    /// The shape of the requests: standard (Standard Webhooks), slack or
+    /// discord (their incoming webhooks).
+    #[arg(long, value_parser = flags::format)]
+    format: Option<Format>,
+    /// Which signatures each request carries: v1 (HMAC, the secret), v1a
+    /// (Ed25519, the signing key) or v1,v1a.
+    #[arg(long, value_delimiter = ',', value_parser = flags::scheme)]
+    signatures: Option<Vec<Scheme>>,
+    /// The Ed25519 key for v1a: `generate` (prints the public key for the
+    /// receiver) or a whsk_… key.
+    #[arg(long, value_name = "generate|whsk_…")]
+    signing_key: Option<String>,
+    /// A header sent with every request, as "Name: value"; repeatable. The
+    /// value is never shown again.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Drop every header the webhook has (before any --header).
+    #[arg(long)]
+    clear_headers: bool,
+    /// At most this many requests a minute, or none.
+    #[arg(long, value_name = "N|none", value_parser = flags::per_minute)]
+    max_per_minute: Option<flags::PerMinute>,
 }
 
 /// Runs one `webhooks` command, printing to stdout.
 pub async fn run(config: &Config, args: WebhooksArgs) -> Result<(), CliError> {
+    let out = Output { json: args.json };
+    if let WebhooksCommand::Keygen = args.command {
+        return keygen(&out);
+    }
     let client = store::connect(&config.postgres).await?;
     store::check_schema(&client).await?;
-    let out = Output { json: args.json };
     match args.command {
+        WebhooksCommand::Keygen => keygen(&out),
         WebhooksCommand::List { site } => list(&client, &out, site.as_deref()).await,
-        WebhooksCommand::Add { site, settings } => add(&client, &out, &site, settings).await,
+        WebhooksCommand::Show { id } => show(&client, &out, id).await,
+        WebhooksCommand::Add { site, settings } => add(&client, &out, &site, *settings).await,
         WebhooksCommand::Update {
             id,
             settings,
             all_goals,
-        } => update(&client, &out, id, settings, all_goals).await,
+        } => update(&client, &out, id, *settings, all_goals).await,
         WebhooksCommand::Enable { id } => set_enabled(&client, &out, id, true).await,
         WebhooksCommand::Disable { id } => set_enabled(&client, &out, id, false).await,
         WebhooksCommand::Remove { id } => remove(&client, &out, id).await,
         WebhooksCommand::RotateSecret { id, keep_previous } => {
             rotate_secret(&client, &out, id, keep_previous).await
+        }
+        WebhooksCommand::RotateSigningKey { id, keep_previous } => {
+            rotate_signing_key(&client, &out, id, keep_previous).await
         }
         WebhooksCommand::Test { id, timeout } => test(&client, &out, id, timeout).await,
         WebhooksCommand::Deliveries {
@@ -219,24 +269,36 @@ async fn list(client: &Client, out: &Output, site: Option<&str>) -> Result<(), C
         None => None,
     };
     let webhooks = manage::list_webhooks(client, site_id).await?;
-    out.print(&webhooks, || {
+    let views: Vec<WebhookView> = webhooks.iter().map(WebhookView::of).collect();
+    out.print(&views, || {
         let mut table = Table::new(vec![
             "id",
             "site",
+            "format",
             "url",
             "events",
+            "signatures",
+            "public key",
+            "headers",
+            "per min",
             "enabled",
             "last error",
             "disabled because",
             "failing since",
             "last success",
         ]);
-        for w in &webhooks {
+        for view in &views {
+            let w = view.info;
             table.row(vec![
                 w.id.to_string(),
                 w.site_domain.clone(),
-                w.url.clone(),
+                w.format.clone(),
+                view.url.clone(),
                 w.event_types.join(","),
+                w.signatures.join(","),
+                opt(view.public_key.as_deref()),
+                view.header_names(),
+                opt(w.max_per_minute),
                 if w.enabled { "yes" } else { "no" }.into(),
                 opt(w.last_error.as_deref()),
                 opt(w.disabled_reason.as_deref()),
@@ -249,11 +311,21 @@ async fn list(client: &Client, out: &Output, site: Option<&str>) -> Result<(), C
     Ok(())
 }
 
+async fn show(client: &Client, out: &Output, id: i64) -> Result<(), CliError> {
+    let webhook = webhook_numbered(client, id).await?;
+    let view = WebhookView::of(&webhook);
+    out.print(&view, || view.text());
+    Ok(())
+}
+
 #[derive(serde::Serialize)]
 struct Created {
     id: i64,
     site: SiteRef,
     secret: String,
+    /// The v1a public key, when a signing key was given or generated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
 }
 
 async fn add(
@@ -268,6 +340,11 @@ async fn add(
     };
     let mut settings = Settings {
         url,
+        format: Format::Standard.as_str().into(),
+        signatures: vec![Scheme::V1.as_str().into()],
+        signing_key: None,
+        headers: HeaderChange::default(),
+        max_per_minute: None,
         description: String::new(),
         event_types: Vec::new(),
         spike_threshold: None,
@@ -278,17 +355,26 @@ async fn add(
         goal_interval_seconds: 60,
     };
     settings.event_types = events.iter().map(|e| e.as_str().to_string()).collect();
-    apply(client, site.id, &args, &mut settings).await?;
+    let public_key = apply(client, site.id, &args, &mut settings).await?;
     let secret = new_secret()?;
     let id = manage::insert_webhook(client, site.id, &settings, &secret)
         .await
         .map_err(|e| explain(e, &args))?;
-    let created = Created { id, site, secret };
+    let created = Created {
+        id,
+        site,
+        secret,
+        public_key,
+    };
     out.print(&created, || {
-        format!(
+        let mut text = format!(
             "created webhook {} for {}\nsigning secret (shown once; keep it for your receiver): {}\n",
             created.id, created.site.domain, created.secret
-        )
+        );
+        if let Some(public) = &created.public_key {
+            text.push_str(&public_key_line(public));
+        }
+        text
     });
     Ok(())
 }
@@ -311,7 +397,7 @@ async fn update(
     if all_goals {
         settings.goal_ids = None;
     }
-    apply(client, webhook.site_id, &args, &mut settings).await?;
+    let public_key = apply(client, webhook.site_id, &args, &mut settings).await?;
     let written = manage::update_webhook(client, id, &settings, webhook.updated_at)
         .await
         .map_err(|e| explain(e, &args))?;
@@ -321,17 +407,28 @@ async fn update(
         )));
     }
     let webhook = webhook_numbered(client, id).await?;
-    out.print(&webhook, || format!("updated webhook {id}\n"));
+    out.print(&WebhookView::of(&webhook), || {
+        let mut text = format!("updated webhook {id}\n");
+        if let Some(public) = &public_key {
+            text.push_str(&public_key_line(public));
+        }
+        text
+    });
     Ok(())
 }
 
-/// Applies the flags given (other than --url and --events) to `settings`.
+fn public_key_line(public: &str) -> String {
+    format!("v1a public key (for your receiver): {public}\n")
+}
+
+/// Applies the flags given (other than --url and --events) to `settings`;
+/// returns the public key of a signing key given or generated.
 async fn apply(
     client: &Client,
     site_id: i64,
     args: &SettingsArgs,
     settings: &mut Settings,
-) -> Result<(), CliError> {
+) -> Result<Option<String>, CliError> {
     if let Some(n) = args.spike_threshold {
         settings.spike_threshold = Some(n);
     }
@@ -369,12 +466,61 @@ async fn apply(
         ids.dedup();
         settings.goal_ids = Some(ids);
     }
-    Ok(())
+    apply_receiver_options(args, settings)
+}
+
+/// The flags of issue-11's receiver options: format, signatures, signing
+/// key, headers, rate. Secret values are checked here rather than by clap,
+/// so that no error repeats them.
+fn apply_receiver_options(
+    args: &SettingsArgs,
+    settings: &mut Settings,
+) -> Result<Option<String>, CliError> {
+    if let Some(format) = args.format {
+        settings.format = format.as_str().into();
+    }
+    if let Some(schemes) = &args.signatures {
+        let mut names: Vec<String> = Vec::new();
+        for scheme in schemes {
+            if !names.iter().any(|n| n == scheme.as_str()) {
+                names.push(scheme.as_str().into());
+            }
+        }
+        settings.signatures = names;
+    }
+    if let Some(flags::PerMinute(n)) = args.max_per_minute {
+        settings.max_per_minute = n;
+    }
+    settings.headers.clear = args.clear_headers;
+    for given in &args.headers {
+        let (name, value) = flags::header(given).map_err(CliError::Invalid)?;
+        // The last of a name given twice (in any case) wins.
+        let set = &mut settings.headers.set;
+        set.retain(|other, _| !other.eq_ignore_ascii_case(&name));
+        set.insert(name, serde_json::Value::String(value));
+    }
+    headers::parse(&serde_json::Value::Object(settings.headers.set.clone())).map_err(|e| {
+        CliError::Invalid(format!(
+            "--header: {}",
+            e.strip_prefix("headers: ").unwrap_or(&e)
+        ))
+    })?;
+    let Some(given) = &args.signing_key else {
+        return Ok(None);
+    };
+    let key = if given == "generate" {
+        keys::generate().map_err(no_randomness)?
+    } else {
+        keys::parse("--signing-key", given).map_err(CliError::Invalid)?
+    };
+    settings.signing_key = Some(keys::secret(&key));
+    Ok(Some(keys::public(&key)))
 }
 
 /// A refused write, as a message naming the flag it came from. Every
-/// constraint of `webhooks` (migrations/postgres/V1__webhooks.sql) that a
-/// flag can break is named here; others keep Postgres's words.
+/// constraint of `webhooks` (migrations/postgres/V1__webhooks.sql,
+/// V12__receiver_options.sql) that a flag can break is named here; others
+/// keep Postgres's words.
 fn explain(e: StoreError, args: &SettingsArgs) -> CliError {
     let Some(constraint) = e.constraint().map(str::to_string) else {
         return CliError::Store(e);
@@ -401,6 +547,19 @@ fn explain(e: StoreError, args: &SettingsArgs) -> CliError {
         "webhooks_cooldown" => "--cooldown must be between 1m and 30d".into(),
         "webhooks_goal_ids" => "--goal may name at most 1000 goals".into(),
         "webhooks_goal_interval" => "--goal-interval must be between 1s and 24h".into(),
+        "webhooks_format_known" => "--format must be standard, slack or discord".into(),
+        "webhooks_signatures_known" => "--signatures must be v1, v1a or v1,v1a".into(),
+        "webhooks_v1a_needs_signing_key" => {
+            "--signatures v1a needs a signing key: add --signing-key generate".into()
+        }
+        "webhooks_signing_key_format" => {
+            "--signing-key must be generate, or \"whsk_\" and the base64 of 32 or 64 bytes".into()
+        }
+        "webhooks_headers_valid" => format!(
+            "--header: a webhook may have at most {} headers, each a valid name that the daemon does not set, with a value of visible ASCII characters",
+            headers::MAX_HEADERS
+        ),
+        "webhooks_max_per_minute" => "--max-per-minute must be between 1 and 6000, or none".into(),
         "webhooks_per_site_limit" => format!("--site: {}", e.message()),
         "webhooks_site_id_fkey" => "--site: no such site".into(),
         _ => format!("{} (constraint {constraint})", e.message()),
@@ -419,7 +578,9 @@ async fn set_enabled(
     }
     let webhook = webhook_numbered(client, id).await?;
     let verb = if enabled { "enabled" } else { "disabled" };
-    out.print(&webhook, || format!("{verb} webhook {id}\n"));
+    out.print(&WebhookView::of(&webhook), || {
+        format!("{verb} webhook {id}\n")
+    });
     Ok(())
 }
 
@@ -471,6 +632,66 @@ async fn rotate_secret(
         format!(
             "new signing secret for webhook {id} (shown once): {}\n{previous}\n",
             rotated.secret
+        )
+    });
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct RotatedKey {
+    id: i64,
+    public_key: String,
+    previous_signing_key_expires_at: Option<DateTime<Utc>>,
+}
+
+async fn rotate_signing_key(
+    client: &Client,
+    out: &Output,
+    id: i64,
+    keep_previous: Duration,
+) -> Result<(), CliError> {
+    let key = keys::generate().map_err(no_randomness)?;
+    let Some(expires) =
+        manage::rotate_signing_key(client, id, &keys::secret(&key), keep_previous.as_secs_f64())
+            .await?
+    else {
+        return Err(no_webhook(id));
+    };
+    let rotated = RotatedKey {
+        id,
+        public_key: keys::public(&key),
+        previous_signing_key_expires_at: expires,
+    };
+    out.print(&rotated, || {
+        let previous = match expires {
+            Some(at) => format!("the previous key also signs until {}", time(Some(at))),
+            None => "no previous key signs".into(),
+        };
+        format!(
+            "new signing key for webhook {id}; its public key (for your receiver): {}\n{previous}\n",
+            rotated.public_key
+        )
+    });
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct KeyPair {
+    signing_key: String,
+    public_key: String,
+}
+
+/// `keygen`: a key pair, printed, nothing stored.
+fn keygen(out: &Output) -> Result<(), CliError> {
+    let key = keys::generate().map_err(no_randomness)?;
+    let pair = KeyPair {
+        signing_key: keys::secret(&key),
+        public_key: keys::public(&key),
+    };
+    out.print(&pair, || {
+        format!(
+            "signing key (the webhook's signing_key; keep it secret): {}\npublic key (for the receiver): {}\n",
+            pair.signing_key, pair.public_key
         )
     });
     Ok(())
@@ -709,10 +930,13 @@ fn no_webhook(id: i64) -> CliError {
 /// base64.
 fn new_secret() -> Result<String, CliError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| CliError::Failed(format!("the operating system gave no random bytes: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(no_randomness)?;
     Ok(format!(
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
     ))
+}
+
+fn no_randomness(e: getrandom::Error) -> CliError {
+    CliError::Failed(format!("the operating system gave no random bytes: {e}"))
 }

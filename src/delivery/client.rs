@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
+use hyper::header::{
+    CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, InvalidHeaderValue, USER_AGENT,
+};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
@@ -30,6 +32,7 @@ use rustls_pki_types::pem::PemObject;
 use super::signing::SignedHeaders;
 use crate::config::DeliveryConfig;
 use crate::egress::{Blocked, Policy};
+use crate::registry::headers;
 
 /// At most this much of a response body is kept (and read).
 pub const SNIPPET_BYTES: usize = 16 * 1024;
@@ -149,12 +152,14 @@ impl DeliveryClient {
         })
     }
 
-    /// POSTs a signed body. Any HTTP status is a `Response`; the caller
-    /// decides what counts as success.
+    /// POSTs a signed body with the webhook's own headers (`custom`). Any
+    /// HTTP status is a `Response`; the caller decides what counts as
+    /// success.
     pub async fn post(
         &self,
         url: &url::Url,
         headers: &SignedHeaders,
+        custom: &[(HeaderName, HeaderValue)],
         body: Bytes,
     ) -> Result<Response, AttemptError> {
         let started = Instant::now();
@@ -169,12 +174,7 @@ impl DeliveryClient {
         {
             return Err(fail(ErrorKind::Blocked, blocked.to_string()));
         }
-        let request = hyper::Request::post(url.as_str())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))
-            .header("webhook-id", &headers.id)
-            .header("webhook-timestamp", &headers.timestamp)
-            .header("webhook-signature", &headers.signature)
+        let mut request = hyper::Request::post(url.as_str())
             .body(Full::new(body))
             .map_err(|e| {
                 fail(
@@ -182,6 +182,12 @@ impl DeliveryClient {
                     format!("cannot build the request: {e}"),
                 )
             })?;
+        request_headers(request.headers_mut(), headers, custom).map_err(|e| {
+            fail(
+                ErrorKind::Protocol,
+                format!("cannot build the request: {e}"),
+            )
+        })?;
 
         let exchange = async {
             let response = self
@@ -232,6 +238,36 @@ impl DeliveryClient {
             }),
         }
     }
+}
+
+/// A request's headers: the webhook's own first, then the daemon's, which
+/// replace any of the same name. The registry refuses reserved names
+/// already (`registry::headers`); one that got here anyway is dropped, by
+/// name only: values are never logged.
+fn request_headers(
+    map: &mut HeaderMap,
+    signed: &SignedHeaders,
+    custom: &[(HeaderName, HeaderValue)],
+) -> Result<(), InvalidHeaderValue> {
+    for (name, value) in custom {
+        if headers::reserved(name.as_str()) {
+            tracing::warn!(header = %name, "not sending a reserved header");
+            continue;
+        }
+        map.append(name.clone(), value.clone());
+    }
+    map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    map.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    map.insert("webhook-id", HeaderValue::from_str(&signed.id)?);
+    map.insert(
+        "webhook-timestamp",
+        HeaderValue::from_str(&signed.timestamp)?,
+    );
+    map.insert(
+        "webhook-signature",
+        HeaderValue::from_str(&signed.signature)?,
+    );
+    Ok(())
 }
 
 /// Sorts a client error into a kind, with the whole chain as the message.
@@ -327,5 +363,40 @@ impl tower_service::Service<Name> for GuardedResolver {
             }
             Ok(allowed.into_iter())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_headers_are_sent_but_never_replace_the_daemons() {
+        let signed = SignedHeaders {
+            id: "msg_1".into(),
+            timestamp: "1".into(),
+            signature: "v1,x".into(),
+        };
+        let custom = [
+            (
+                HeaderName::from_static("authorization"),
+                HeaderValue::from_static("Bearer k"),
+            ),
+            (
+                HeaderName::from_static("webhook-signature"),
+                HeaderValue::from_static("forged"),
+            ),
+            (
+                HeaderName::from_static("content-type"),
+                HeaderValue::from_static("text/plain"),
+            ),
+        ];
+        let mut map = HeaderMap::new();
+        request_headers(&mut map, &signed, &custom).unwrap();
+        assert_eq!(map["authorization"], "Bearer k");
+        let signatures: Vec<_> = map.get_all("webhook-signature").iter().collect();
+        assert_eq!(signatures, vec!["v1,x"]);
+        let types: Vec<_> = map.get_all(CONTENT_TYPE).iter().collect();
+        assert_eq!(types, vec!["application/json"]);
     }
 }

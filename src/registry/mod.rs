@@ -6,6 +6,7 @@
 //! special cases. Readers (triggers, delivery) take short read locks.
 
 pub mod headers;
+pub mod keys;
 pub mod model;
 mod validate;
 

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use base64::Engine;
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
+use super::keys::LENIENT;
 use super::model::{
     AsymmetricKey, DropRule, EventType, Format, Goal, GoalKind, GoalRule, PathPattern, Scheme,
     SigningSecret, SpikeRule, Webhook,
@@ -176,16 +175,6 @@ fn url(raw: &str, rules: &UrlRules) -> Result<url::Url, String> {
     Ok(url)
 }
 
-/// Standard base64, decoded as leniently as other Standard Webhooks
-/// libraries accept it (padding optional, stray trailing bits ignored); the
-/// database check is stricter (it requires the padding).
-const LENIENT: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_decode_allow_trailing_bits(true)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
 /// `whsec_` followed by standard base64 of 24 to 64 bytes.
 fn secret(column: &str, value: &str) -> Result<Vec<u8>, String> {
     let Some(encoded) = value.strip_prefix("whsec_") else {
@@ -250,26 +239,8 @@ fn signing_keys(row: &WebhookRow) -> Result<Vec<AsymmetricKey>, String> {
 
 /// `whsk_` followed by standard base64 of an Ed25519 seed (32 bytes) or of
 /// the key pair, seed then public key (64 bytes, as Svix writes it).
-pub(crate) fn signing_key(column: &str, value: &str) -> Result<ed25519_dalek::SigningKey, String> {
-    let Some(encoded) = value.strip_prefix("whsk_") else {
-        return Err(format!("{column} must start with \"whsk_\""));
-    };
-    let bytes = LENIENT
-        .decode(encoded)
-        .map_err(|_| format!("{column} must be \"whsk_\" followed by base64"))?;
-    let seed: [u8; 32] = match bytes.len() {
-        32 | 64 => bytes[..32]
-            .try_into()
-            .map_err(|_| format!("{column} is malformed"))?,
-        n => return Err(format!("{column} must decode to 32 or 64 bytes, not {n}")),
-    };
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    if bytes.len() == 64 && key.verifying_key().as_bytes()[..] != bytes[32..] {
-        return Err(format!(
-            "{column}'s last 32 bytes are not the public key of its first 32"
-        ));
-    }
-    Ok(key)
+fn signing_key(column: &str, value: &str) -> Result<ed25519_dalek::SigningKey, String> {
+    super::keys::parse(column, value)
 }
 
 fn positive(column: &str, value: Option<i32>, event: &str) -> Result<u32, String> {

@@ -1,6 +1,8 @@
 //! Managing webhooks as an operator does (the `webhooks` CLI): the same rows
 //! and the same contract (docs/schema.md) as the web app, so the two can be
-//! used side by side. Secrets are written here but never read back.
+//! used side by side. Secrets and header values are written here but never
+//! read back; signing keys are read back only for the CLI to show their
+//! public keys ([`StoredKey`] never shows itself).
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Row};
@@ -15,13 +17,49 @@ pub struct SiteRef {
     pub domain: String,
 }
 
-/// A webhook's settings and state, without its secrets.
+/// A `whsk_` signing key as stored: its text reaches no output (`Debug`
+/// redacts it, and it has no `Serialize`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey(String);
+
+impl StoredKey {
+    /// The key, to derive its public key from.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredKey([redacted])")
+    }
+}
+
+/// A webhook's settings and state, without its secrets. The URL, which may
+/// itself be a credential (a chat service's hook), and the signing keys are
+/// not serialized: the CLI shows them through `crate::redact` and as public
+/// keys.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WebhookInfo {
     pub id: i64,
     pub site_id: i64,
     pub site_domain: String,
+    #[serde(skip)]
     pub url: String,
+    /// `standard`, `slack` or `discord`.
+    pub format: String,
+    /// `v1`, `v1a` or both.
+    pub signatures: Vec<String>,
+    #[serde(skip)]
+    pub signing_key: Option<StoredKey>,
+    #[serde(skip)]
+    pub previous_signing_key: Option<StoredKey>,
+    /// While a rotated-out signing key still signs.
+    pub previous_signing_key_expires_at: Option<DateTime<Utc>>,
+    /// The names of the webhook's own headers; their values are never read.
+    #[serde(skip)]
+    pub header_names: Vec<String>,
+    pub max_per_minute: Option<i32>,
     pub description: String,
     pub enabled: bool,
     pub event_types: Vec<String>,
@@ -51,6 +89,25 @@ impl WebhookInfo {
             site_id: row.try_get("site_id")?,
             site_domain: row.try_get("domain")?,
             url: row.try_get("url")?,
+            format: row.try_get("format")?,
+            signatures: {
+                let names: Vec<Option<String>> = row.try_get("signatures")?;
+                names.into_iter().flatten().collect()
+            },
+            signing_key: row
+                .try_get::<_, Option<String>>("signing_key")?
+                .map(StoredKey),
+            previous_signing_key: row
+                .try_get::<_, Option<String>>("previous_signing_key")?
+                .map(StoredKey),
+            previous_signing_key_expires_at: row
+                .try_get("previous_signing_key_expires_at")
+                .ok()
+                .flatten(),
+            header_names: row
+                .try_get::<_, Option<Vec<String>>>("header_names")?
+                .unwrap_or_default(),
+            max_per_minute: row.try_get("max_per_minute")?,
             description: row.try_get("description")?,
             enabled: row.try_get("enabled")?,
             event_types: event_types.into_iter().flatten().collect(),
@@ -76,6 +133,13 @@ impl WebhookInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub url: String,
+    pub format: String,
+    pub signatures: Vec<String>,
+    /// A new `whsk_` key; `None` keeps the one there is (none, for a new
+    /// webhook).
+    pub signing_key: Option<String>,
+    pub headers: HeaderChange,
+    pub max_per_minute: Option<i32>,
     pub description: String,
     pub event_types: Vec<String>,
     pub spike_threshold: Option<i32>,
@@ -91,6 +155,11 @@ impl Settings {
     pub fn of(webhook: &WebhookInfo) -> Settings {
         Settings {
             url: webhook.url.clone(),
+            format: webhook.format.clone(),
+            signatures: webhook.signatures.clone(),
+            signing_key: None,
+            headers: HeaderChange::default(),
+            max_per_minute: webhook.max_per_minute,
             description: webhook.description.clone(),
             event_types: webhook.event_types.clone(),
             spike_threshold: webhook.spike_threshold,
@@ -101,6 +170,17 @@ impl Settings {
             goal_interval_seconds: webhook.goal_interval_seconds,
         }
     }
+}
+
+/// What becomes of a webhook's own headers: all dropped first (`clear`),
+/// then those of `set` put in place, each replacing any of the same name in
+/// any case. The database merges them, so that values already stored are
+/// never read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeaderChange {
+    pub clear: bool,
+    /// A JSON object of names and values.
+    pub set: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A delivery as the delivery log shows it.
@@ -242,7 +322,8 @@ pub async fn get_webhook(
         .transpose()
 }
 
-/// Creates a webhook with `secret`; returns its id.
+/// Creates a webhook with `secret` (and `settings.signing_key`, if any);
+/// returns its id.
 pub async fn insert_webhook(
     client: &impl GenericClient,
     site_id: i64,
@@ -265,6 +346,11 @@ pub async fn insert_webhook(
                 &s.cooldown_minutes,
                 &s.goal_ids,
                 &s.goal_interval_seconds,
+                &s.format,
+                &s.signatures,
+                &s.signing_key,
+                &serde_json::Value::Object(s.headers.set.clone()),
+                &s.max_per_minute,
             ],
         )
         .await?;
@@ -295,6 +381,12 @@ pub async fn update_webhook(
                 &s.goal_ids,
                 &s.goal_interval_seconds,
                 &read_at,
+                &s.format,
+                &s.signatures,
+                &s.signing_key,
+                &s.headers.clear,
+                &serde_json::Value::Object(s.headers.set.clone()),
+                &s.max_per_minute,
             ],
         )
         .await?;
@@ -336,6 +428,24 @@ pub async fn rotate_secret(
         .query_opt(
             include_str!("sql/manage/webhook_rotate_secret.sql"),
             &[&id, &secret, &keep_previous_secs],
+        )
+        .await?;
+    row.map(|r| Ok(r.try_get(1)?)).transpose()
+}
+
+/// Puts the signing key `key` in place; the old one keeps signing for
+/// `keep_previous_secs` (0: not at all). `None` if there is no such
+/// webhook, else until when the old one signs (never, if there was none).
+pub async fn rotate_signing_key(
+    client: &impl GenericClient,
+    id: i64,
+    key: &str,
+    keep_previous_secs: f64,
+) -> Result<Option<Option<DateTime<Utc>>>, StoreError> {
+    let row = client
+        .query_opt(
+            include_str!("sql/manage/webhook_rotate_signing_key.sql"),
+            &[&id, &key, &keep_previous_secs],
         )
         .await?;
     row.map(|r| Ok(r.try_get(1)?)).transpose()

@@ -15,7 +15,7 @@ use crate::support::receiver::{Received, Receiver};
 use crate::support::{TestClickhouse, TestPostgres, binary, config, config_env, wait_for};
 
 /// Runs `plausible-webhooks webhooks <args>` and returns its output.
-fn cli(env: &[(String, String)], args: &[&str]) -> Output {
+pub(crate) fn cli(env: &[(String, String)], args: &[&str]) -> Output {
     binary()
         .arg("webhooks")
         .args(args)
@@ -25,16 +25,16 @@ fn cli(env: &[(String, String)], args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runs a command that must succeed with `--json`; returns its JSON.
-fn ok_json(env: &[(String, String)], args: &[&str]) -> Value {
+pub(crate) fn ok_json(env: &[(String, String)], args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = cli(env, &all);
@@ -50,7 +50,7 @@ fn ok_json(env: &[(String, String)], args: &[&str]) -> Value {
 
 /// Runs a command that must be refused with exit code 2 and a message
 /// containing `message`.
-fn refused(env: &[(String, String)], args: &[&str], message: &str) {
+pub(crate) fn refused(env: &[(String, String)], args: &[&str], message: &str) {
     let out = cli(env, args);
     assert_eq!(
         out.status.code(),
@@ -66,7 +66,7 @@ fn refused(env: &[(String, String)], args: &[&str], message: &str) {
     );
 }
 
-fn env_for(pg: &TestPostgres, ch: &TestClickhouse) -> Vec<(String, String)> {
+pub(crate) fn env_for(pg: &TestPostgres, ch: &TestClickhouse) -> Vec<(String, String)> {
     let mut env = config_env(&config(pg, ch));
     env.extend([
         (
@@ -85,7 +85,7 @@ fn env_for(pg: &TestPostgres, ch: &TestClickhouse) -> Vec<(String, String)> {
     env
 }
 
-fn start_daemon(env: &[(String, String)]) -> (Child, std::sync::mpsc::Receiver<Value>) {
+pub(crate) fn start_daemon(env: &[(String, String)]) -> (Child, std::sync::mpsc::Receiver<Value>) {
     let mut daemon = spawn("run", env);
     let logs = log_lines(&mut daemon);
     wait_for_message(&logs, "registry loaded");
@@ -93,7 +93,7 @@ fn start_daemon(env: &[(String, String)]) -> (Child, std::sync::mpsc::Receiver<V
 }
 
 /// Verifies a received request with each secret, with the Python library.
-fn verify(request: &Received, secrets: &[&str]) -> Vec<String> {
+pub(crate) fn verify(request: &Received, secrets: &[&str]) -> Vec<String> {
     verify_with_python(serde_json::json!({
         "id": request.headers["webhook-id"],
         "timestamp": request.headers["webhook-timestamp"],

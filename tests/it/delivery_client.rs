@@ -5,7 +5,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use plausible_webhooks::config::{Config, DeliveryConfig};
 use plausible_webhooks::delivery::client::{DeliveryClient, ErrorKind, SNIPPET_BYTES};
-use plausible_webhooks::delivery::signing::sign;
+use plausible_webhooks::delivery::signing::{Keys, sign};
 use plausible_webhooks::registry::model::SigningSecret;
 
 use crate::support::receiver::Receiver;
@@ -22,7 +22,13 @@ fn delivery_config(tweak: impl FnOnce(&mut DeliveryConfig)) -> DeliveryConfig {
 
 fn headers() -> plausible_webhooks::delivery::signing::SignedHeaders {
     let secret = SigningSecret::new(vec![5; 32], None);
-    sign("msg_client_test", Utc::now(), b"{}", [&secret]).expect("signed")
+    sign(
+        "msg_client_test",
+        Utc::now(),
+        b"{}",
+        Keys::v1(std::slice::from_ref(&secret)),
+    )
+    .expect("signed")
 }
 
 async fn post(
@@ -36,6 +42,7 @@ async fn post(
         .post(
             &url,
             &headers(),
+            &[],
             Bytes::from_static(b"{\"type\":\"webhook.test\"}"),
         )
         .await

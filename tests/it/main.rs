@@ -19,6 +19,7 @@ mod install;
 mod leadership;
 mod postgres_schema;
 mod postgres_tls;
+mod receiver_options;
 mod registry;
 mod retention;
 mod signing;

@@ -3,6 +3,7 @@
 //! [`outcome`] turns the decision into the outcome to record, in one place.
 
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,8 @@ use super::Scheduler;
 use super::clock::Clock;
 use crate::delivery::client::{self, AttemptError, Response};
 use crate::delivery::retry::{Failure, parse_retry_after};
-use crate::delivery::signing::sign;
+use crate::delivery::signing::{Keys, SignedHeaders, sign};
+use crate::registry::Webhook;
 use crate::store::deliveries::{Attempt, Claimed, ErrorKind, Outcome, Status, Unreadable};
 
 /// A delivery never attempted and younger than this waits for its webhook
@@ -68,10 +70,15 @@ impl Scheduler {
                 .as_secs_f64(),
         );
         let verdict = match self.prepare(&delivery, now) {
-            Ok((url, headers)) => {
+            Ok((webhook, headers)) => {
                 let result = self
                     .client
-                    .post(&url, &headers, Bytes::from(delivery.payload.clone()))
+                    .post(
+                        &webhook.url,
+                        &headers,
+                        &webhook.headers,
+                        Bytes::from(delivery.payload.clone()),
+                    )
                     .await;
                 Verdict::Sent(judge(result, now, clock))
             }
@@ -81,12 +88,13 @@ impl Scheduler {
         outcome(&delivery, verdict, retry_at, now)
     }
 
-    /// The webhook's URL and the signed headers, or why no request is made.
+    /// The webhook (its URL and its own headers) and the signed headers,
+    /// or why no request is made.
     fn prepare(
         &self,
         delivery: &Claimed,
         now: DateTime<Utc>,
-    ) -> Result<(url::Url, crate::delivery::signing::SignedHeaders), Verdict> {
+    ) -> Result<(Arc<Webhook>, SignedHeaders), Verdict> {
         let Some(webhook) = self.registry.webhook(delivery.webhook_id) else {
             // A webhook created a moment ago may not have reached the
             // registry yet: a young delivery never tried waits a little.
@@ -101,10 +109,10 @@ impl Scheduler {
             &delivery.id,
             now,
             delivery.payload.as_bytes(),
-            &webhook.secrets,
+            Keys::of(&webhook),
         )
         .ok_or_else(|| Verdict::GiveUp(NO_SECRET.into()))?;
-        Ok((webhook.url.clone(), headers))
+        Ok((webhook, headers))
     }
 
     /// When a failed request is tried again, if the schedule allows.
