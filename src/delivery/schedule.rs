@@ -21,8 +21,11 @@
 //! The loop in [`Scheduler::run`] is a few stages: take what is due
 //! (`take_due`), lease it, start an attempt per leased delivery and give
 //! back what was refused (`lease::Context::lease_and_dispatch`), or sleep
-//! (`idle`); `lanes` holds the bounds on concurrency. The timeline's state changes when a taken delivery is settled
-//! go through [`Shared::settle`]. The inner tasks (writer, resync,
+//! (`idle`); `lanes` holds the bounds on concurrency and `rate` the
+//! per-webhook rate limits (`webhooks.max_per_minute`), applied before a
+//! delivery is leased, so that one held back is never an attempt. The
+//! timeline's state changes when a taken delivery is settled go through
+//! [`Shared::settle`]. The inner tasks (writer, resync,
 //! listener) are watched: if one ends or panics, `run` logs which and why,
 //! stops the others, lets the attempts in flight end within a bound and
 //! returns, and the supervisor starts the scheduler afresh.
@@ -33,6 +36,7 @@ mod inner;
 mod lanes;
 mod lease;
 mod listen;
+mod rate;
 mod resync;
 mod timeline;
 mod writer;
@@ -55,7 +59,8 @@ use clock::Clock;
 use inner::{Inner, Stop};
 use lanes::{Lanes, Places};
 use lease::Context;
-use timeline::Timeline;
+use rate::{Check, Rates};
+use timeline::{Room, Timeline};
 
 /// Deliveries leased per query at most.
 const LEASE_BATCH: usize = 500;
@@ -226,6 +231,7 @@ impl Scheduler {
         let (outcomes, outcomes_rx) = mpsc::channel::<Outcome>(this.config.max_in_flight * 2);
         let mut inner = this.start_inner(&shared, &limits, outcomes_rx, &halt);
         let mut lanes = Lanes::new(&this.config);
+        let mut rates = Rates::new(this.registry.clone());
         let mut context = Context {
             this: &this,
             shared: &shared,
@@ -240,9 +246,9 @@ impl Scheduler {
             if *shutdown.borrow() {
                 break Stop::Shutdown;
             }
-            let (batch, next_due) = take_due(&shared, &mut lanes);
+            let (batch, next_due) = take_due(&shared, &mut lanes, &mut rates);
             let step = if batch.is_empty() {
-                idle(&shared, next_due, &mut shutdown, &mut inner).await
+                idle(&shared, next_due, &mut rates, &mut shutdown, &mut inner).await
             } else {
                 context
                     .lease_and_dispatch(batch, &mut shutdown, &mut inner)
@@ -296,30 +302,65 @@ impl Scheduler {
 
 /// Takes what is due, as far as there is room: at most `LEASE_AHEAD` times
 /// a webhook's limit of requests in flight leased per webhook, and twice
-/// the global limit in all. Also returns when the next entry falls due.
-fn take_due(shared: &Shared, lanes: &mut Lanes) -> (Batch, Option<i64>) {
+/// the global limit in all; a webhook's next delivery only once its rate
+/// limit allows it. Also returns when the next entry falls due (or the next
+/// webhook held back may send).
+fn take_due(shared: &Shared, lanes: &mut Lanes, rates: &mut Rates) -> (Batch, Option<i64>) {
     let free = lanes.leasable.available_permits().min(LEASE_BATCH);
+    let now = shared.clock.now_ms();
     let mut timeline = shared.timeline();
-    timeline.promote(shared.clock.now_ms());
+    if rates.take_changed() {
+        timeline.unthrottle_all();
+    }
+    timeline.promote(now);
     let batch = if free > 0 {
         lanes.forget_idle();
-        timeline.take(free, |webhook_id| lanes.places(webhook_id))
+        rates.forget_idle(now);
+        timeline.take(free, |webhook_id, due| {
+            room(lanes, rates, webhook_id, due, now)
+        })
     } else {
         Vec::new()
     };
     metrics::gauge!("plausible_webhooks_delivery_scheduled").set(timeline.len() as f64);
     metrics::gauge!("plausible_webhooks_delivery_in_flight").set(timeline.taken() as f64);
+    metrics::gauge!("plausible_webhooks_delivery_rate_limited_waiting")
+        .set(timeline.throttled() as f64);
     if timeline.take_overflowed() {
         shared.resync.notify_one();
     }
     (batch, timeline.next_due())
 }
 
+/// What a webhook's turn finds for its next delivery (due at `due`): held
+/// back by its rate limit, no place, or its places (and its rate limit's
+/// slot taken). The limit is asked first, so a delivery it holds back
+/// takes no place; the slot is taken last, so one without a place spends
+/// none.
+fn room(lanes: &mut Lanes, rates: &mut Rates, webhook_id: i64, due: i64, now: i64) -> Room<Places> {
+    match rates.check(webhook_id, now) {
+        Check::Until(at) => Room::Until(at),
+        Check::Unlimited => lanes
+            .places(webhook_id, true)
+            .map_or(Room::Full, Room::Take),
+        Check::Go(slot) => match lanes.places(webhook_id, false) {
+            Some(places) => {
+                rates.take(slot, now, due);
+                Room::Take(places)
+            }
+            None => Room::Full,
+        },
+    }
+}
+
 /// Sleeps until something may be due: a new or replayed delivery, a place
-/// freed, a retry recorded, or the next scheduled time; at most `MAX_IDLE`.
+/// freed, a retry recorded, the next scheduled time (or the next time a
+/// webhook held back by its rate limit may send), or a change in the
+/// registry (a limit may have changed); at most `MAX_IDLE`.
 async fn idle(
     shared: &Shared,
     next_due: Option<i64>,
+    rates: &mut Rates,
     shutdown: &mut watch::Receiver<bool>,
     inner: &mut Inner,
 ) -> Result<(), Stop> {
@@ -328,6 +369,7 @@ async fn idle(
         .unwrap_or(MAX_IDLE);
     tokio::select! {
         () = shared.wake.notified() => Ok(()),
+        () = rates.changed() => Ok(()),
         () = tokio::time::sleep(idle.clamp(Duration::from_millis(1), MAX_IDLE)) => Ok(()),
         stop = inner::stopped(shutdown, inner) => Err(stop),
     }

@@ -11,6 +11,7 @@ mod config;
 mod daemon;
 mod delivery;
 mod delivery_client;
+mod delivery_rate;
 mod delivery_unattended;
 mod deploy;
 mod docs;

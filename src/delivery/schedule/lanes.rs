@@ -56,14 +56,21 @@ impl Lanes {
         }
     }
 
-    /// Places for one more delivery of `webhook_id`, if it has room.
-    pub(super) fn places(&mut self, webhook_id: i64) -> Option<Places> {
+    /// Places for one more delivery of `webhook_id`, if it has room. With
+    /// `ahead` false (a rate-limited webhook) it is leased no further ahead
+    /// than it has places to send at once, so that each of its requests
+    /// goes when its slot is taken rather than bunched up behind a slow
+    /// one.
+    pub(super) fn places(&mut self, webhook_id: i64, ahead: bool) -> Option<Places> {
         let per_webhook = self.per_webhook;
         let endpoint = self
             .endpoints
             .entry(webhook_id)
             .or_insert_with(|| Endpoint::new(per_webhook))
             .clone();
+        if !ahead && endpoint.leased.available_permits() <= (LEASE_AHEAD - 1) * per_webhook {
+            return None;
+        }
         let leased = endpoint.leased.clone().try_acquire_owned().ok()?;
         let lease = self.leasable.clone().try_acquire_owned().ok()?;
         Some(Places {

@@ -1,5 +1,9 @@
 //! The scheduler's in-memory schedule of pending deliveries: a timer heap of
 //! when each is due, and the due ones queued per webhook and taken in turns.
+//! A webhook leaves the turns while it has no room (until a place of its is
+//! freed: [`Timeline::unblock`]) or while its rate limit holds it back (until
+//! the time its limit gives, which [`Timeline::next_due`] counts as a time to
+//! wake up at). Its due deliveries wait here meanwhile, never leased.
 //!
 //! It is a hint, never the truth. Postgres decides when a delivery is leased
 //! (see `deliveries_lease.sql`), so an entry that is out of date costs one
@@ -12,6 +16,17 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 type Id = Arc<str>;
+
+/// What a webhook's turn finds, for its oldest due delivery.
+pub(super) enum Room<P> {
+    /// It is taken, with these places.
+    Take(P),
+    /// No place: the webhook waits for [`Timeline::unblock`].
+    Full,
+    /// Held back by the webhook's rate limit until this time (ms since the
+    /// epoch).
+    Until(i64),
+}
 
 struct Entry {
     webhook_id: i64,
@@ -32,6 +47,12 @@ pub(super) struct Timeline {
     turns: VecDeque<i64>,
     /// Webhooks with due entries but no room; back in `turns` on `unblock`.
     blocked: HashSet<i64>,
+    /// Webhooks with due entries held back by their rate limit, and until
+    /// when; back in `turns` then, or on `unthrottle_all`.
+    throttled: HashMap<i64, i64>,
+    /// When throttled webhooks go back in `turns`, soonest first (with
+    /// stale items, skipped).
+    releases: BinaryHeap<Reverse<(i64, i64)>>,
     /// Taken and not yet recorded: never scheduled again meanwhile.
     taken: HashSet<Id>,
     next_seq: u64,
@@ -48,6 +69,8 @@ impl Timeline {
             ready: HashMap::new(),
             turns: VecDeque::new(),
             blocked: HashSet::new(),
+            throttled: HashMap::new(),
+            releases: BinaryHeap::new(),
             taken: HashSet::new(),
             next_seq: 0,
             capacity,
@@ -84,8 +107,10 @@ impl Timeline {
         self.timers.push(Reverse((due, seq, key)));
     }
 
-    /// Moves the entries due at `now` to their webhook's queue.
+    /// Moves the entries due at `now` to their webhook's queue, and gives
+    /// the webhooks held back until `now` their turns back.
     pub(super) fn promote(&mut self, now: i64) {
+        self.release_throttled(now);
         while let Some(Reverse((due, seq, _))) = self.timers.peek() {
             if *due > now {
                 break;
@@ -103,31 +128,87 @@ impl Timeline {
             let webhook_id = entry.webhook_id;
             let queue = self.ready.entry(webhook_id).or_default();
             queue.push_back((seq, id));
-            if queue.len() == 1 && !self.blocked.contains(&webhook_id) {
+            if queue.len() == 1
+                && !self.blocked.contains(&webhook_id)
+                && !self.throttled.contains_key(&webhook_id)
+            {
                 self.turns.push_back(webhook_id);
             }
         }
     }
 
-    /// When the next entry falls due, if any.
-    pub(super) fn next_due(&mut self) -> Option<i64> {
-        while let Some(Reverse((due, seq, id))) = self.timers.peek() {
-            if self.entries.get(id).is_some_and(|e| e.seq == *seq) {
-                return Some(*due);
+    /// Gives the webhooks held back until `now` their turns back.
+    fn release_throttled(&mut self, now: i64) {
+        while let Some(&Reverse((until, webhook_id))) = self.releases.peek() {
+            if until > now {
+                break;
             }
-            self.timers.pop();
+            self.releases.pop();
+            if self.throttled.get(&webhook_id) == Some(&until) {
+                self.throttled.remove(&webhook_id);
+                self.rejoin(webhook_id);
+            }
         }
-        None
     }
 
-    /// Takes up to `limit` due entries, one per webhook in turn. `room`
-    /// is asked before each; when it has none (`None`), the webhook waits
-    /// for [`Timeline::unblock`]. Taken entries stay out of the schedule
-    /// until [`Timeline::finish`].
+    /// Gives every webhook held back by its rate limit its turns back (the
+    /// limits may have changed); those still held back leave them again
+    /// on their next turn.
+    pub(super) fn unthrottle_all(&mut self) {
+        self.releases.clear();
+        let mut throttled: Vec<(i64, i64)> =
+            self.throttled.drain().map(|(w, at)| (at, w)).collect();
+        // In the order they would have gone.
+        throttled.sort_unstable();
+        for (_, webhook_id) in throttled {
+            self.rejoin(webhook_id);
+        }
+    }
+
+    /// Puts a webhook back in the turns if it has due entries.
+    fn rejoin(&mut self, webhook_id: i64) {
+        if self.ready.contains_key(&webhook_id) && !self.blocked.contains(&webhook_id) {
+            self.turns.push_back(webhook_id);
+        }
+    }
+
+    /// When the next entry falls due or the next webhook held back by its
+    /// rate limit may send again, if any: the time to wake up at.
+    pub(super) fn next_due(&mut self) -> Option<i64> {
+        let entry = loop {
+            let Some(Reverse((due, seq, id))) = self.timers.peek() else {
+                break None;
+            };
+            if self.entries.get(id).is_some_and(|e| e.seq == *seq) {
+                break Some(*due);
+            }
+            self.timers.pop();
+        };
+        let release = loop {
+            let Some(&Reverse((until, webhook_id))) = self.releases.peek() else {
+                break None;
+            };
+            if self.throttled.get(&webhook_id) == Some(&until) {
+                break Some(until);
+            }
+            self.releases.pop();
+        };
+        match (entry, release) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Takes up to `limit` due entries, one per webhook in turn. `room` is
+    /// asked before each, with the webhook and the entry's due time; when
+    /// it has no place ([`Room::Full`]) the webhook waits for
+    /// [`Timeline::unblock`], and when its rate limit holds it back
+    /// ([`Room::Until`]) it waits for that time. Taken entries stay out of
+    /// the schedule until [`Timeline::finish`].
     pub(super) fn take<P>(
         &mut self,
         limit: usize,
-        mut room: impl FnMut(i64) -> Option<P>,
+        mut room: impl FnMut(i64, i64) -> Room<P>,
     ) -> Vec<(Id, i64, P)> {
         let mut taken = Vec::new();
         while taken.len() < limit {
@@ -144,13 +225,25 @@ impl Timeline {
                 }
                 queue.pop_front();
             }
-            if queue.is_empty() {
+            let Some(due) = queue
+                .front()
+                .and_then(|(_, id)| self.entries.get(id))
+                .map(|e| e.due)
+            else {
                 self.ready.remove(&webhook_id);
                 continue;
-            }
-            let Some(permit) = room(webhook_id) else {
-                self.blocked.insert(webhook_id);
-                continue;
+            };
+            let permit = match room(webhook_id, due) {
+                Room::Take(permit) => permit,
+                Room::Full => {
+                    self.blocked.insert(webhook_id);
+                    continue;
+                }
+                Room::Until(at) => {
+                    self.throttled.insert(webhook_id, at);
+                    self.releases.push(Reverse((at, webhook_id)));
+                    continue;
+                }
             };
             let Some((_, id)) = queue.pop_front() else {
                 continue;
@@ -185,6 +278,16 @@ impl Timeline {
         self.entries.len()
     }
 
+    /// Due deliveries held back by their webhook's rate limit (counting,
+    /// for a moment, one rescheduled meanwhile twice).
+    pub(super) fn throttled(&self) -> usize {
+        self.throttled
+            .keys()
+            .filter_map(|w| self.ready.get(w))
+            .map(VecDeque::len)
+            .sum()
+    }
+
     /// Deliveries taken and not yet settled.
     pub(super) fn taken(&self) -> usize {
         self.taken.len()
@@ -217,7 +320,7 @@ mod tests {
         t.insert("c", 1, 30);
         assert_eq!(t.next_due(), Some(10));
         t.promote(20);
-        assert_eq!(ids(&t.take(10, |_| Some(()))), ["a", "b"]);
+        assert_eq!(ids(&t.take(10, |_, _| Room::Take(()))), ["a", "b"]);
         assert_eq!(t.next_due(), Some(30));
         assert_eq!(t.len(), 1);
     }
@@ -231,7 +334,10 @@ mod tests {
         t.insert("b1", 2, 5);
         t.insert("c1", 3, 6);
         t.promote(10);
-        assert_eq!(ids(&t.take(4, |_| Some(()))), ["a1", "b1", "c1", "a2"]);
+        assert_eq!(
+            ids(&t.take(4, |_, _| Room::Take(()))),
+            ["a1", "b1", "c1", "a2"]
+        );
     }
 
     #[test]
@@ -241,11 +347,11 @@ mod tests {
         t.insert("a2", 1, 0);
         t.insert("b1", 2, 0);
         t.promote(0);
-        let taken = t.take(10, |w| (w != 1).then_some(()));
+        let taken = t.take(10, |w, _| if w == 1 { Room::Full } else { Room::Take(()) });
         assert_eq!(ids(&taken), ["b1"]);
-        assert!(t.take(10, |_| Some(())).is_empty());
+        assert!(t.take(10, |_, _| Room::Take(())).is_empty());
         t.unblock(1);
-        assert_eq!(ids(&t.take(10, |_| Some(()))), ["a1", "a2"]);
+        assert_eq!(ids(&t.take(10, |_, _| Room::Take(()))), ["a1", "a2"]);
     }
 
     #[test]
@@ -254,10 +360,10 @@ mod tests {
         t.insert("a", 1, 10);
         t.insert("a", 1, 50);
         t.promote(20);
-        assert!(t.take(10, |_| Some(())).is_empty());
+        assert!(t.take(10, |_, _| Room::Take(())).is_empty());
         assert_eq!(t.next_due(), Some(50));
         t.promote(50);
-        assert_eq!(ids(&t.take(10, |_| Some(()))), ["a"]);
+        assert_eq!(ids(&t.take(10, |_, _| Room::Take(()))), ["a"]);
     }
 
     #[test]
@@ -265,7 +371,7 @@ mod tests {
         let mut t = Timeline::new(10);
         t.insert("a", 1, 0);
         t.promote(0);
-        assert_eq!(t.take(10, |_| Some(())).len(), 1);
+        assert_eq!(t.take(10, |_, _| Room::Take(())).len(), 1);
         t.insert("a", 1, 0);
         assert_eq!(t.len(), 0);
         assert_eq!(t.taken(), 1);
@@ -286,5 +392,73 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert!(t.take_overflowed());
         assert!(!t.take_overflowed());
+    }
+
+    #[test]
+    fn a_webhook_held_back_waits_for_its_time_while_the_others_go() {
+        let mut t = Timeline::new(10);
+        t.insert("a1", 1, 0);
+        t.insert("a2", 1, 0);
+        t.insert("b1", 2, 0);
+        t.insert("b2", 2, 0);
+        t.insert("c1", 3, 500);
+        t.promote(0);
+        let mut asked = Vec::new();
+        let taken = t.take(10, |w, due| {
+            asked.push((w, due));
+            if w == 1 {
+                Room::Until(300)
+            } else {
+                Room::Take(())
+            }
+        });
+        assert_eq!(ids(&taken), ["b1", "b2"]);
+        assert_eq!(asked, [(1, 0), (2, 0), (2, 0)]);
+        assert_eq!(t.throttled(), 2);
+        // The wake-up time is the release, before the next entry's.
+        assert_eq!(t.next_due(), Some(300));
+        t.promote(299);
+        assert!(t.take(10, |_, _| Room::Take(())).is_empty());
+        // New due entries of a held-back webhook wait with it.
+        t.insert("a3", 1, 100);
+        t.promote(299);
+        assert!(t.take(10, |_, _| Room::Take(())).is_empty());
+        t.promote(300);
+        assert_eq!(t.throttled(), 0);
+        assert_eq!(t.next_due(), Some(500));
+        assert_eq!(ids(&t.take(10, |_, _| Room::Take(()))), ["a1", "a2", "a3"]);
+    }
+
+    #[test]
+    fn unthrottling_gives_every_held_back_webhook_its_turns_back() {
+        let mut t = Timeline::new(10);
+        t.insert("a1", 1, 0);
+        t.insert("b1", 2, 0);
+        t.promote(0);
+        assert!(t.take(10, |w, _| Room::<()>::Until(60_000 - w)).is_empty());
+        assert_eq!(t.next_due(), Some(59_998));
+        t.unthrottle_all();
+        assert_eq!(t.next_due(), None);
+        assert_eq!(ids(&t.take(10, |_, _| Room::Take(()))), ["b1", "a1"]);
+        // A stale release changes nothing.
+        t.promote(60_000);
+        assert!(t.take(10, |_, _| Room::Take(())).is_empty());
+    }
+
+    #[test]
+    fn a_held_back_webhook_that_later_finds_no_place_is_blocked() {
+        let mut t = Timeline::new(10);
+        t.insert("a1", 1, 0);
+        t.promote(0);
+        assert!(t.take(10, |_, _| Room::<()>::Until(10)).is_empty());
+        t.unblock(1);
+        assert!(
+            t.take(10, |_, _| Room::Take(())).is_empty(),
+            "not released by a place"
+        );
+        t.promote(10);
+        assert!(t.take(10, |_, _| Room::<()>::Full).is_empty());
+        t.unblock(1);
+        assert_eq!(ids(&t.take(10, |_, _| Room::Take(()))), ["a1"]);
     }
 }
