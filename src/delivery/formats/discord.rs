@@ -89,12 +89,20 @@ fn render(m: &Message) -> Value {
     })
 }
 
-/// Discord's markdown escaped, and mentions broken.
+/// Discord's markdown escaped, and mentions broken. Emphasis, code,
+/// spoiler and link characters are escaped wherever they are; `#`, `-`
+/// and `>` only where they start a line (a heading, a list, a quote), so
+/// that times and paths stay readable.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    let mut line_start = true;
     for c in text.chars() {
         match c {
-            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '-' | '[' | ']' | '(' | ')' | ':' => {
+            '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | '-' | '>' if line_start => {
                 out.push('\\');
                 out.push(c);
             }
@@ -102,6 +110,7 @@ pub fn escape(text: &str) -> String {
             '<' => out.push_str("<\u{200B}"),
             _ => out.push(c),
         }
+        line_start = c == '\n' || (line_start && c == ' ');
     }
     out
 }
@@ -190,6 +199,9 @@ mod tests {
             assert!(!text.contains("javascript:"), "{text}");
         }
         assert_eq!(escape("*b* @everyone"), "\\*b\\* @\u{200B}everyone");
+        assert_eq!(escape("# h\n - l\n> q"), "\\# h\n \\- l\n\\> q");
+        assert_eq!(escape("09:59 a-b (c) #1 x>y"), "09:59 a-b (c) #1 x>y");
+        assert_eq!(escape("[x](https://e)"), "\\[x\\](https://e)");
     }
 
     #[test]
