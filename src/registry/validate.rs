@@ -702,5 +702,14 @@ mod tests {
             });
             assert!(!e.contains("SECRET") && !e.contains("T0001"), "{url}: {e}");
         }
+        let mut r = row();
+        r.format = "slack".into();
+        r.url = format!("https://hooks.slack.com/services/{secret}");
+        let w = webhook(&r, &rules(|_| {})).unwrap();
+        let shown = format!("{w:?}");
+        assert!(
+            !shown.contains("SECRET") && shown.contains("hooks.slack.com"),
+            "{shown}"
+        );
     }
 }

@@ -492,3 +492,22 @@ fn every_rendered_message_matches_its_contract() {
     pinging["allowed_mentions"]["parse"] = serde_json::json!(["everyone"]);
     assert!(!discord_schema.is_valid(&pinging));
 }
+
+#[test]
+fn the_readmes_examples_are_what_the_daemon_sends() {
+    use plausible_webhooks::delivery::formats::{discord, slack};
+    let readme =
+        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let section = readme
+        .split("## Slack and Discord")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a Slack and Discord section");
+    let examples: Vec<Value> = section
+        .split("```json\n")
+        .skip(1)
+        .map(|block| serde_json::from_str(block.split("```").next().unwrap()).unwrap())
+        .collect();
+    let goal = &samples()[2];
+    assert_eq!(examples, vec![slack::body(goal), discord::body(goal)]);
+}
