@@ -42,6 +42,31 @@ pub fn url(raw: &str, url_is_secret: bool) -> String {
     format!("{origin}{}?… [{}]", parsed.path(), fingerprint(raw))
 }
 
+/// `text` (an error from a library, say) with the URL `raw` in it shown as
+/// [`url`] shows it; when the URL is a secret, its path and query are
+/// hidden wherever they appear too, so that no part of the credential
+/// survives.
+pub fn in_text(text: &str, raw: &str, url_is_secret: bool) -> String {
+    let shown = url(raw, url_is_secret);
+    let mut out = text.replace(raw, &shown);
+    let Ok(parsed) = url::Url::parse(raw) else {
+        return out;
+    };
+    out = out.replace(parsed.as_str(), &shown);
+    let secret = url_is_secret || parsed.host_str().is_some_and(is_chat_host);
+    let mut hidden: Vec<&str> = Vec::new();
+    if secret && parsed.path().len() > 1 {
+        hidden.push(parsed.path());
+    }
+    if let Some(query) = parsed.query().filter(|q| !q.is_empty()) {
+        hidden.push(query);
+    }
+    for part in hidden {
+        out = out.replace(part, "…");
+    }
+    out
+}
+
 /// Whether `host` is a chat service's webhook host.
 pub fn is_chat_host(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -71,6 +96,28 @@ mod tests {
         // Any host, when the format says the URL is the secret.
         let other = url("https://chat.example.com/hook/abc", true);
         assert!(!other.contains("abc"), "{other}");
+    }
+
+    #[test]
+    fn a_url_in_a_message_is_shown_as_url_shows_it() {
+        let slack = "https://hooks.slack.com/services/T000/B000/XXXXSECRET";
+        let message = format!(
+            "error trying to connect to {slack}: refused; path /services/T000/B000/XXXXSECRET"
+        );
+        let shown = in_text(&message, slack, true);
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("T000"),
+            "{shown}"
+        );
+        assert!(shown.contains("https://hooks.slack.com/… ["), "{shown}");
+        let plain = "https://example.com/hooks/plausible?token=SECRET";
+        let shown = in_text(&format!("at {plain}"), plain, false);
+        assert!(
+            shown.contains("https://example.com/hooks/plausible?… ["),
+            "{shown}"
+        );
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert_eq!(in_text("refused", slack, true), "refused");
     }
 
     #[test]

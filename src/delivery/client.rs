@@ -59,6 +59,8 @@ pub struct Response {
     pub snippet: String,
     /// `Retry-After`, as sent.
     pub retry_after: Option<String>,
+    /// `X-RateLimit-Reset-After` (Discord's), as sent.
+    pub reset_after: Option<String>,
     pub duration: Duration,
 }
 
@@ -196,11 +198,17 @@ impl DeliveryClient {
                 .await
                 .map_err(|e| classify(&e))?;
             let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(hyper::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let retry_after = (
+                header(hyper::header::RETRY_AFTER.as_str()),
+                header("x-ratelimit-reset-after"),
+            );
             let mut body = response.into_body();
             let mut kept: Vec<u8> = Vec::new();
             // Read until the cap; the rest is never read (the connection is
@@ -230,10 +238,11 @@ impl DeliveryClient {
                 format!("no complete response within {:?}", self.total_timeout),
             )),
             Ok(Err((kind, message))) => Err(fail(kind, message)),
-            Ok(Ok((status, kept, retry_after))) => Ok(Response {
+            Ok(Ok((status, kept, (retry_after, reset_after)))) => Ok(Response {
                 status,
                 snippet: String::from_utf8_lossy(&kept).replace('\0', "\u{fffd}"),
                 retry_after,
+                reset_after,
                 duration: started.elapsed(),
             }),
         }

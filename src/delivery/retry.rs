@@ -3,17 +3,20 @@
 //! The schedule (`delivery.retry_schedule_secs`, by default Svix's: 5 s,
 //! 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) gives the wait after each failed
 //! attempt; each wait gets up to 20 % of random jitter so that receivers
-//! coming back from an outage are not hit by every retry at once. A
-//! `Retry-After` from the receiver replaces the wait, within bounds, and a
-//! timeout or a 429 waits at least a minute. Past the schedule's end the
-//! delivery has failed.
+//! coming back from an outage are not hit by every retry at once. A wait
+//! the receiver asks for (`Retry-After`, or a chat service's own hint)
+//! replaces it, within bounds (1 s to 24 h); a timeout, and a 429 that
+//! says nothing of when to come back, wait at least a minute. Past the
+//! schedule's end the delivery has failed.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// The shortest wait after a timeout or a 429.
+/// The shortest wait after a timeout, or a 429 without a `Retry-After`.
 pub const MIN_WAIT_AFTER_OVERLOAD: Duration = Duration::from_secs(60);
+/// The shortest wait a `Retry-After` can ask for.
+pub const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The longest `Retry-After` honoured.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -54,13 +57,12 @@ impl RetryPolicy {
     ) -> Option<Duration> {
         let base = *self.schedule.get((attempts as usize).checked_sub(1)?)?;
         let jittered = base.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0));
-        let wait = match retry_after {
-            Some(asked) => asked.min(MAX_RETRY_AFTER),
-            None => jittered,
-        };
-        Some(match failure {
-            Failure::Timeout | Failure::TooManyRequests => wait.max(MIN_WAIT_AFTER_OVERLOAD),
-            Failure::Other => wait,
+        Some(match (retry_after, failure) {
+            (Some(asked), _) => asked.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER),
+            (None, Failure::Timeout | Failure::TooManyRequests) => {
+                jittered.max(MIN_WAIT_AFTER_OVERLOAD)
+            }
+            (None, Failure::Other) => jittered,
         })
     }
 }
@@ -126,6 +128,7 @@ mod tests {
             ),
             Some(MAX_RETRY_AFTER)
         );
+        // A 429 that says when to come back is taken at its word...
         assert_eq!(
             p.next_wait(
                 1,
@@ -133,11 +136,44 @@ mod tests {
                 Some(Duration::from_secs(3)),
                 0.0
             ),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            p.next_wait(
+                1,
+                Failure::TooManyRequests,
+                Some(Duration::from_millis(1500)),
+                0.0
+            ),
+            Some(Duration::from_millis(1500))
+        );
+        // ...within bounds: never sooner than a second.
+        assert_eq!(
+            p.next_wait(1, Failure::TooManyRequests, Some(Duration::ZERO), 0.0),
+            Some(MIN_RETRY_AFTER)
+        );
+        assert_eq!(
+            p.next_wait(1, Failure::Other, Some(Duration::from_millis(10)), 0.0),
+            Some(MIN_RETRY_AFTER)
+        );
+        // One that says nothing waits at least a minute, as a timeout does.
+        assert_eq!(
+            p.next_wait(1, Failure::TooManyRequests, None, 0.0),
             Some(MIN_WAIT_AFTER_OVERLOAD)
         );
         assert_eq!(
             p.next_wait(1, Failure::Timeout, None, 0.0),
             Some(MIN_WAIT_AFTER_OVERLOAD)
+        );
+        // The schedule still ends.
+        assert_eq!(
+            p.next_wait(
+                8,
+                Failure::TooManyRequests,
+                Some(Duration::from_secs(3)),
+                0.0
+            ),
+            None
         );
     }
 

@@ -192,8 +192,10 @@ pub struct GoalRule {
     pub interval: Duration,
 }
 
-/// An active webhook: valid, enabled, and within its site's cap.
-#[derive(Debug, Clone, PartialEq)]
+/// An active webhook: valid, enabled, and within its site's cap. Its
+/// `Debug` shows the URL as `crate::redact` does (a chat hook's URL is its
+/// credential).
+#[derive(Clone, PartialEq)]
 pub struct Webhook {
     pub id: i64,
     pub site_id: i64,
@@ -217,6 +219,31 @@ pub struct Webhook {
     pub cooldown: Duration,
     pub inserted_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("site_id", &self.site_id)
+            .field(
+                "url",
+                &crate::redact::url(self.url.as_str(), self.format.url_is_secret()),
+            )
+            .field("format", &self.format)
+            .field("schemes", &self.schemes)
+            .field("secrets", &self.secrets)
+            .field("signing_keys", &self.signing_keys)
+            .field("headers", &self.headers)
+            .field("max_per_minute", &self.max_per_minute)
+            .field("spike", &self.spike)
+            .field("drop", &self.drop)
+            .field("goals", &self.goals)
+            .field("cooldown", &self.cooldown)
+            .field("inserted_at", &self.inserted_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 impl Webhook {

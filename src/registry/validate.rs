@@ -651,4 +651,36 @@ mod tests {
         g.event_name = Some("x".into());
         assert!(goal(&g).is_err());
     }
+
+    #[test]
+    fn no_refusal_of_a_chat_url_quotes_its_secret_path() {
+        let secret = "T0001/B0001/XXXXSECRETXXXX";
+        for url in [
+            format!("http://hooks.slack.com/services/{secret}"),
+            format!("ftp://hooks.slack.com/services/{secret}"),
+            format!("https://user:pw@hooks.slack.com/services/{secret}"),
+            format!("https://hooks.slack.com:0/services/{secret}"),
+            format!("https://10.1.2.3/services/{secret}"),
+            format!("https://[::1]/services/{secret}"),
+            format!("https://localhost/services/{secret}"),
+            format!("https://hooks.slack.com:99999/services/{secret}"),
+            format!("https://hooks slack.com/services/{secret}"),
+            format!("services/{secret}"),
+        ] {
+            let e = error(|r| {
+                r.format = "slack".into();
+                r.url = url.clone();
+            });
+            assert!(!e.contains("SECRET") && !e.contains("T0001"), "{url}: {e}");
+        }
+        let mut r = row();
+        r.format = "slack".into();
+        r.url = format!("https://hooks.slack.com/services/{secret}");
+        let w = webhook(&r, &rules(|_| {})).unwrap();
+        let shown = format!("{w:?}");
+        assert!(
+            !shown.contains("SECRET") && shown.contains("hooks.slack.com"),
+            "{shown}"
+        );
+    }
 }

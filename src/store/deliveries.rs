@@ -51,6 +51,9 @@ impl serde::Serialize for Status {
 pub enum ErrorKind {
     /// The receiver answered 410 Gone.
     Gone,
+    /// A chat service said its hook was revoked or deleted (Slack's
+    /// `no_service`, Discord's Unknown Webhook, ...).
+    Revoked,
     /// A 3xx (redirects are not followed).
     Redirect,
     /// A 429.
@@ -73,6 +76,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Gone => "gone",
+            ErrorKind::Revoked => "revoked",
             ErrorKind::Redirect => "redirect",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Status => "status",

@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_rows;
+mod chat_formats;
 mod cli;
 mod clickhouse_migrations;
 mod clickhouse_tls;

@@ -6,10 +6,16 @@
 //! from visitors has Discord's markdown escaped with backslashes, and every
 //! `@` is followed by a zero-width space, so that `@everyone` shows as
 //! text even where it is copied elsewhere.
+//!
+//! Discord answers errors with JSON (`{"message", "code"}`), and a 429
+//! with `{"retry_after": <seconds>}`; [`revoked`] and [`retry_after`] read
+//! them.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Message, cut, message, shown};
+use super::{Message, Revoked, cut, message, shown};
 
 const TITLE_MAX: usize = 256;
 const DESCRIPTION_MAX: usize = 4096;
@@ -30,6 +36,14 @@ pub fn body(payload: &Value) -> Value {
 fn render(m: &Message) -> Value {
     let title = cut(&escape(&m.title), TITLE_MAX);
     let description = cut(&escape(&m.summary), DESCRIPTION_MAX);
+    // Discord refuses an empty field name or value.
+    let filled = |s: String| {
+        if s.trim().is_empty() {
+            "-".to_string()
+        } else {
+            s
+        }
+    };
     let mut budget =
         EMBED_TOTAL_MAX.saturating_sub(title.chars().count() + description.chars().count());
     let mut fields = Vec::new();
@@ -43,9 +57,9 @@ fn render(m: &Message) -> Value {
                 .map(|(label, items)| (label.clone(), shown(items), false)),
         );
     for (label, lines, inline) in named.take(FIELDS_MAX) {
-        let name = cut(&escape(&label), FIELD_NAME_MAX);
+        let name = filled(cut(&escape(&label), FIELD_NAME_MAX));
         let lines: Vec<String> = lines.iter().map(|l| escape(l)).collect();
-        let value = cut(&lines.join("\n"), FIELD_VALUE_MAX);
+        let value = filled(cut(&lines.join("\n"), FIELD_VALUE_MAX));
         let size = name.chars().count() + value.chars().count();
         if size > budget {
             break;
@@ -62,7 +76,10 @@ fn render(m: &Message) -> Value {
     if let Some(link) = &m.link {
         embed["url"] = Value::String(link.clone());
     }
-    if let Some(at) = &m.timestamp {
+    // Discord refuses a timestamp that is not ISO 8601.
+    if let Some(at) = &m.timestamp
+        && chrono::DateTime::parse_from_rfc3339(at).is_ok()
+    {
         embed["timestamp"] = Value::String(at.clone());
     }
     json!({
@@ -72,12 +89,20 @@ fn render(m: &Message) -> Value {
     })
 }
 
-/// Discord's markdown escaped, and mentions broken.
+/// Discord's markdown escaped, and mentions broken. Emphasis, code,
+/// spoiler and link characters are escaped wherever they are; `#`, `-`
+/// and `>` only where they start a line (a heading, a list, a quote), so
+/// that times and paths stay readable.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    let mut line_start = true;
     for c in text.chars() {
         match c {
-            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '-' | '[' | ']' | '(' | ')' | ':' => {
+            '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | '-' | '>' if line_start => {
                 out.push('\\');
                 out.push(c);
             }
@@ -85,8 +110,57 @@ pub fn escape(text: &str) -> String {
             '<' => out.push_str("<\u{200B}"),
             _ => out.push(c),
         }
+        line_start = c == '\n' || (line_start && c == ' ');
     }
     out
+}
+
+/// Discord's JSON error codes that mean the webhook is gone for good.
+const REVOKED: [(u16, u64, &str); 3] = [
+    (404, 10015, "Unknown Webhook: the webhook was deleted"),
+    (
+        404,
+        10003,
+        "Unknown Channel: the webhook's channel was deleted",
+    ),
+    (
+        401,
+        50027,
+        "Invalid Webhook Token: the token in the URL is wrong or was reset",
+    ),
+];
+
+/// Whether Discord's answer says the webhook cannot be used again.
+pub fn revoked(status: u16, body: &str) -> Option<Revoked> {
+    let answer: Value = serde_json::from_str(body).ok()?;
+    let code = answer["code"].as_u64()?;
+    let (_, code, meaning) = REVOKED
+        .iter()
+        .find(|(s, c, _)| *s == status && *c == code)?;
+    let error = format!("Discord answered {status} (code {code}) {meaning}");
+    Some(Revoked {
+        reason: format!(
+            "{error}; create a new webhook in the channel's Integrations settings and update the webhook's URL, then re-enable it"
+        ),
+        error,
+    })
+}
+
+/// The wait a 429's JSON body asks for (`retry_after`, in seconds,
+/// possibly fractional).
+pub fn retry_after(body: &str) -> Option<Duration> {
+    let answer: Value = serde_json::from_str(body).ok()?;
+    seconds(answer["retry_after"].as_f64()?)
+}
+
+/// The wait `X-RateLimit-Reset-After` gives (seconds, possibly
+/// fractional).
+pub fn reset_after(header: &str) -> Option<Duration> {
+    seconds(header.trim().parse().ok()?)
+}
+
+fn seconds(secs: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 #[cfg(test)]
@@ -125,6 +199,63 @@ mod tests {
             assert!(!text.contains("javascript:"), "{text}");
         }
         assert_eq!(escape("*b* @everyone"), "\\*b\\* @\u{200B}everyone");
+        assert_eq!(escape("# h\n - l\n> q"), "\\# h\n \\- l\n\\> q");
+        assert_eq!(escape("09:59 a-b (c) #1 x>y"), "09:59 a-b (c) #1 x>y");
+        assert_eq!(escape("[x](https://e)"), "\\[x\\](https://e)");
+    }
+
+    #[test]
+    fn an_empty_goal_name_and_a_bad_timestamp_are_not_sent() {
+        let hostile = samples::hostile();
+        let b = body(&hostile[3]);
+        for f in b["embeds"][0]["fields"].as_array().unwrap() {
+            assert!(!f["value"].as_str().unwrap().is_empty(), "{f}");
+        }
+        assert!(body(&hostile[1])["embeds"][0]["timestamp"].is_null());
+        assert_eq!(
+            body(&samples::all()[0])["embeds"][0]["timestamp"],
+            "2026-12-01T10:00:00Z"
+        );
+    }
+
+    #[test]
+    fn answers_that_mean_the_webhook_is_gone() {
+        let unknown = revoked(404, r#"{"message": "Unknown Webhook", "code": 10015}"#).unwrap();
+        assert_eq!(
+            unknown.error,
+            "Discord answered 404 (code 10015) Unknown Webhook: the webhook was deleted"
+        );
+        assert!(unknown.reason.contains("create a new webhook"));
+        assert!(
+            revoked(
+                401,
+                r#"{"message": "Invalid Webhook Token", "code": 50027}"#
+            )
+            .is_some()
+        );
+        assert_eq!(
+            revoked(404, r#"{"message": "404: Not Found", "code": 0}"#),
+            None
+        );
+        assert_eq!(revoked(404, "<html>not found</html>"), None);
+        assert_eq!(revoked(400, r#"{"code": 10015}"#), None);
+    }
+
+    #[test]
+    fn reads_the_wait_a_429_asks_for() {
+        let body =
+            r#"{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}"#;
+        assert_eq!(retry_after(body), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            retry_after(r#"{"retry_after": 64}"#),
+            Some(Duration::from_secs(64))
+        );
+        assert_eq!(retry_after(r#"{"retry_after": -1}"#), None);
+        assert_eq!(retry_after(r#"{"retry_after": "soon"}"#), None);
+        assert_eq!(retry_after("slow down"), None);
+        assert_eq!(reset_after(" 0.25"), Some(Duration::from_millis(250)));
+        assert_eq!(reset_after("1e400"), None);
+        assert_eq!(reset_after("NaN"), None);
     }
 
     #[test]

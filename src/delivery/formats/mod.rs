@@ -11,7 +11,49 @@
 pub mod discord;
 pub mod slack;
 
+use bytes::Bytes;
 use serde_json::Value;
+
+use crate::registry::model::Format;
+
+/// Why no chat message could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the payload is not JSON ({0}), so no {1} message can be built from it")]
+    NotJson(#[source] serde_json::Error, Format),
+}
+
+/// The body sent for a stored payload in `format`: the payload itself for
+/// `standard`, a chat message built from it otherwise.
+pub fn render(format: Format, payload: &str) -> Result<Bytes, RenderError> {
+    let body = match format {
+        Format::Standard => return Ok(Bytes::copy_from_slice(payload.as_bytes())),
+        Format::Slack => slack::body,
+        Format::Discord => discord::body,
+    };
+    let parsed: Value =
+        serde_json::from_str(payload).map_err(|e| RenderError::NotJson(e, format))?;
+    // A `Value` always serialises.
+    Ok(Bytes::from(body(&parsed).to_string()))
+}
+
+/// What a chat service's answer said when it means the hook is gone for
+/// good: the attempt's `error`, and the webhook's `disabled_reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    pub error: String,
+    pub reason: String,
+}
+
+/// Whether an answer of `format`'s service says its hook was revoked or
+/// deleted. `body` is the start of the response body.
+pub fn revoked(format: Format, status: u16, body: &str) -> Option<Revoked> {
+    match format {
+        Format::Standard => None,
+        Format::Slack => slack::revoked(status, body),
+        Format::Discord => discord::revoked(status, body),
+    }
+}
 
 /// At most this many items of a list are shown; the rest are counted.
 pub const MAX_LIST_ITEMS: usize = 10;
@@ -190,6 +232,24 @@ pub fn cut(s: &str, max: usize) -> String {
     out
 }
 
+/// Escaped text cut to at most `max` characters as sent: `escape` runs
+/// first, and a cut never splits an entity (`&amp;`). (A cut between an
+/// `@` and the joiner that breaks it leaves `@…`, which mentions nobody.)
+pub fn cut_escaped(raw: &str, max: usize, escape: impl Fn(&str) -> String) -> String {
+    let escaped = escape(raw);
+    if escaped.chars().count() <= max {
+        return escaped;
+    }
+    let mut out: String = escaped.chars().take(max.saturating_sub(1)).collect();
+    if let Some(amp) = out.rfind('&')
+        && !out[amp..].contains(';')
+    {
+        out.truncate(amp);
+    }
+    out.push('…');
+    out
+}
+
 /// The first `MAX_LIST_ITEMS` items, and "and N more" for the rest.
 pub fn shown(items: &[String]) -> Vec<String> {
     let mut out: Vec<String> = items.iter().take(MAX_LIST_ITEMS).cloned().collect();
@@ -201,50 +261,24 @@ pub fn shown(items: &[String]) -> Vec<String> {
 
 #[cfg(test)]
 pub(crate) mod samples {
-    use serde_json::{Value, json};
+    use serde_json::Value;
 
-    /// One payload of each event type, as the daemon writes them.
+    /// One payload of each event type, as the daemon writes them (shared
+    /// with the integration tests).
     pub fn all() -> Vec<Value> {
-        vec![
-            json!({"type": "traffic.spike", "timestamp": "2026-12-01T10:00:00Z", "data": {
-                "site": {"id": 1, "domain": "shop.example.com"}, "visitors": 250, "threshold": 100,
-                "window_minutes": 5,
-                "top_pages": [{"page": "/launch", "visitors": 180}, {"page": "/", "visitors": 40}],
-                "top_sources": [{"source": "Hacker News", "visitors": 150}],
-                "dashboard_url": "https://plausible.example.com/shop.example.com?period=realtime"}}),
-            json!({"type": "traffic.drop", "timestamp": "2026-12-01T10:00:00Z", "data": {
-                "site": {"id": 1, "domain": "shop.example.com"}, "visitors": 3, "threshold": 50,
-                "window_hours": 12,
-                "dashboard_url": "https://plausible.example.com/shop.example.com?period=day"}}),
-            json!({"type": "goal.completed", "timestamp": "2026-12-01T10:00:00Z", "data": {
-                "site": {"id": 1, "domain": "shop.example.com"},
-                "goal": {"id": 7, "name": "Signup", "kind": "event"},
-                "completions": 12, "visitors": 9,
-                "interval": {"from": "2026-12-01T09:59:00Z", "to": "2026-12-01T10:00:00Z"},
-                "dashboard_url": "https://plausible.example.com/shop.example.com?period=day"}}),
-            json!({"type": "webhook.test", "timestamp": "2026-12-01T10:00:00Z",
-                "data": {"site_id": 1, "webhook_id": 3}}),
-        ]
+        serde_json::from_str(include_str!(
+            "../../../tests/fixtures/payloads/samples.json"
+        ))
+        .expect("samples.json")
     }
 
-    /// A goal whose name, and a spike whose pages and sources, carry every
+    /// Goals whose names, and a spike whose pages and sources, carry every
     /// kind of markup and mention a visitor or the web app could send.
     pub fn hostile() -> Vec<Value> {
-        let evil = "<!channel> @everyone @here <@U123ABC> <#C42|general> *bold* _it_ ~s~ `code` [x](https://evil.example) & > ||spoiler|| # head";
-        vec![
-            json!({"type": "goal.completed", "timestamp": "2026-12-01T10:00:00Z", "data": {
-                "site": {"id": 1, "domain": "<!here>.example.com"},
-                "goal": {"id": 7, "name": evil, "kind": "event"},
-                "completions": 1, "visitors": 1,
-                "interval": {"from": "a", "to": "b"},
-                "dashboard_url": "javascript:alert(1)"}}),
-            json!({"type": "traffic.spike", "timestamp": "2026-12-01T10:00:00Z", "data": {
-                "site": {"id": 1, "domain": "x.example.com"}, "visitors": 2, "threshold": 1,
-                "window_minutes": 5,
-                "top_pages": [{"page": evil, "visitors": 2}],
-                "top_sources": [{"source": evil, "visitors": 2}],
-                "dashboard_url": "https://plausible.example.com/x"}}),
-        ]
+        serde_json::from_str(include_str!(
+            "../../../tests/fixtures/payloads/hostile.json"
+        ))
+        .expect("hostile.json")
     }
 }
 
@@ -288,6 +322,25 @@ mod tests {
         let shown = shown(&items);
         assert_eq!(shown.len(), MAX_LIST_ITEMS + 1);
         assert_eq!(shown.last().unwrap(), "and 4 more");
+    }
+
+    #[test]
+    fn standard_sends_the_stored_bytes_and_chat_formats_build_a_message() {
+        let stored = r#"{"type": "webhook.test",  "data": {}}"#;
+        assert_eq!(render(Format::Standard, stored).unwrap(), stored.as_bytes());
+        let slack: Value = serde_json::from_slice(&render(Format::Slack, stored).unwrap()).unwrap();
+        assert!(slack["blocks"].is_array());
+        let discord: Value =
+            serde_json::from_slice(&render(Format::Discord, stored).unwrap()).unwrap();
+        assert_eq!(discord["allowed_mentions"]["parse"], serde_json::json!([]));
+        // Not JSON: an error, never a panic; standard sends it as stored.
+        let error = render(Format::Slack, "{not json").unwrap_err().to_string();
+        assert!(
+            error.starts_with("the payload is not JSON (")
+                && error.ends_with("so no slack message can be built from it"),
+            "{error}"
+        );
+        assert!(render(Format::Standard, "{not json").is_ok());
     }
 
     #[test]

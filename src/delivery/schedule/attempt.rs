@@ -1,6 +1,7 @@
-//! One attempt of one delivery: look the webhook up, sign, send, judge the
-//! answer, and decide the delivery's next state. The stages only decide;
-//! [`outcome`] turns the decision into the outcome to record, in one place.
+//! One attempt of one delivery: look the webhook up, build the body its
+//! format asks for, sign it, send, judge the answer, and decide the
+//! delivery's next state. The stages only decide; [`outcome`] turns the
+//! decision into the outcome to record, in one place.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -12,9 +13,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::Scheduler;
 use super::clock::Clock;
 use crate::delivery::client::{self, AttemptError, Response};
+use crate::delivery::formats::{self, discord};
 use crate::delivery::retry::{Failure, parse_retry_after};
 use crate::delivery::signing::{Keys, SignedHeaders, sign};
-use crate::registry::Webhook;
+use crate::redact;
+use crate::registry::model::{Format, Webhook};
 use crate::store::deliveries::{Attempt, Claimed, ErrorKind, Outcome, Status, Unreadable};
 
 /// A delivery never attempted and younger than this waits for its webhook
@@ -45,11 +48,24 @@ struct Sent {
     answer: Answer,
 }
 
+/// A request ready to send.
+struct Request {
+    /// The webhook as the registry had it: URL, format, own headers.
+    webhook: Arc<Webhook>,
+    headers: SignedHeaders,
+    body: Bytes,
+}
+
 enum Answer {
     /// 2xx, at this time.
     Delivered(DateTime<Utc>),
-    /// 410: failed, and the webhook disabled.
-    Gone,
+    /// The hook is gone for good (a 410, or a chat service saying its hook
+    /// was revoked or deleted): failed, and the webhook disabled.
+    Revoked {
+        kind: ErrorKind,
+        error: String,
+        reason: String,
+    },
     /// Anything else: retried on schedule, or failed when it is spent.
     Failed {
         kind: ErrorKind,
@@ -70,17 +86,17 @@ impl Scheduler {
                 .as_secs_f64(),
         );
         let verdict = match self.prepare(&delivery, now) {
-            Ok((webhook, headers)) => {
+            Ok(request) => {
                 let result = self
                     .client
                     .post(
-                        &webhook.url,
-                        &headers,
-                        &webhook.headers,
-                        Bytes::from(delivery.payload.clone()),
+                        &request.webhook.url,
+                        &request.headers,
+                        &request.webhook.headers,
+                        request.body.clone(),
                     )
                     .await;
-                Verdict::Sent(judge(result, now, clock))
+                Verdict::Sent(judge(result, &request, now, clock))
             }
             Err(verdict) => verdict,
         };
@@ -88,13 +104,9 @@ impl Scheduler {
         outcome(&delivery, verdict, retry_at, now)
     }
 
-    /// The webhook (its URL and its own headers) and the signed headers,
-    /// or why no request is made.
-    fn prepare(
-        &self,
-        delivery: &Claimed,
-        now: DateTime<Utc>,
-    ) -> Result<(Arc<Webhook>, SignedHeaders), Verdict> {
+    /// The request to make (the webhook's URL, the body its format asks
+    /// for, signed), or why none is made.
+    fn prepare(&self, delivery: &Claimed, now: DateTime<Utc>) -> Result<Request, Verdict> {
         let Some(webhook) = self.registry.webhook(delivery.webhook_id) else {
             // A webhook created a moment ago may not have reached the
             // registry yet: a young delivery never tried waits a little.
@@ -105,14 +117,15 @@ impl Scheduler {
             }
             return Err(Verdict::GiveUp(INACTIVE.into()));
         };
-        let headers = sign(
-            &delivery.id,
-            now,
-            delivery.payload.as_bytes(),
-            Keys::of(&webhook),
-        )
-        .ok_or_else(|| Verdict::GiveUp(NO_SECRET.into()))?;
-        Ok((webhook, headers))
+        let body = body(&webhook, delivery).map_err(Verdict::GiveUp)?;
+        // The signature is over the bytes sent.
+        let headers = sign(&delivery.id, now, &body, Keys::of(&webhook))
+            .ok_or_else(|| Verdict::GiveUp(NO_SECRET.into()))?;
+        Ok(Request {
+            webhook,
+            headers,
+            body,
+        })
     }
 
     /// When a failed request is tried again, if the schedule allows.
@@ -145,8 +158,20 @@ impl Scheduler {
     }
 }
 
+/// The body sent: the stored payload for `standard`, a chat message built
+/// from it now for `slack` and `discord` (the outbox keeps one canonical
+/// body; see ARCHITECTURE.md).
+fn body(webhook: &Webhook, delivery: &Claimed) -> Result<Bytes, String> {
+    formats::render(webhook.format, &delivery.payload).map_err(|e| e.to_string())
+}
+
 /// Judges a request's result.
-fn judge(result: Result<Response, AttemptError>, started_at: DateTime<Utc>, clock: &Clock) -> Sent {
+fn judge(
+    result: Result<Response, AttemptError>,
+    request: &Request,
+    started_at: DateTime<Utc>,
+    clock: &Clock,
+) -> Sent {
     let duration = match &result {
         Ok(response) => response.duration,
         Err(e) => e.duration,
@@ -179,13 +204,20 @@ fn judge(result: Result<Response, AttemptError>, started_at: DateTime<Utc>, cloc
             } else {
                 Failure::Other
             };
-            return sent(None, None, failed(kind_of(e.kind), e.message, failure));
+            // A library's error may quote the URL: shown as redacted.
+            let message = redact::in_text(
+                &e.message,
+                request.webhook.url.as_str(),
+                request.webhook.format.url_is_secret(),
+            );
+            return sent(None, None, failed(kind_of(e.kind), message, failure));
         }
     };
     let status = response.status;
-    let answer = match status {
-        200..=299 => Answer::Delivered(clock.now()),
-        410 => Answer::Gone,
+    let gone = revoked(request.webhook.format, &response);
+    let answer = match (status, gone) {
+        (200..=299, _) => Answer::Delivered(clock.now()),
+        (_, Some(revoked)) => revoked,
         _ => {
             let (kind, message) = match status {
                 300..=399 => (
@@ -203,14 +235,50 @@ fn judge(result: Result<Response, AttemptError>, started_at: DateTime<Utc>, cloc
                 } else {
                     Failure::Other
                 },
-                retry_after: response
-                    .retry_after
-                    .as_deref()
-                    .and_then(|v| parse_retry_after(v, clock.now())),
+                retry_after: retry_after(request.webhook.format, &response, clock.now()),
             }
         }
     };
     sent(Some(i32::from(status)), Some(response.snippet), answer)
+}
+
+/// Whether the answer says the hook is gone for good: a chat service's
+/// revoked or deleted hook, or a 410 from any receiver.
+fn revoked(format: Format, response: &Response) -> Option<Answer> {
+    if let Some(r) = formats::revoked(format, response.status, &response.snippet) {
+        return Some(Answer::Revoked {
+            kind: ErrorKind::Revoked,
+            error: r.error,
+            reason: r.reason,
+        });
+    }
+    (response.status == 410).then(|| Answer::Revoked {
+        kind: ErrorKind::Gone,
+        error: "the endpoint answered 410 Gone".into(),
+        reason: "the endpoint answered 410 Gone, asking not to be called again".into(),
+    })
+}
+
+/// The wait the answer asks for: `Retry-After`, and for Discord also the
+/// JSON body's `retry_after` and `X-RateLimit-Reset-After`; the longest
+/// of those given.
+fn retry_after(format: Format, response: &Response, now: DateTime<Utc>) -> Option<Duration> {
+    let header = response
+        .retry_after
+        .as_deref()
+        .and_then(|v| parse_retry_after(v, now));
+    if format != Format::Discord {
+        return header;
+    }
+    let body = (response.status == 429)
+        .then(|| discord::retry_after(&response.snippet))
+        .flatten();
+    let reset = response
+        .reset_after
+        .as_deref()
+        .and_then(discord::reset_after)
+        .filter(|_| response.status == 429);
+    [header, body, reset].into_iter().flatten().max()
 }
 
 fn failed(kind: ErrorKind, message: String, failure: Failure) -> Answer {
@@ -284,14 +352,16 @@ fn outcome(
             outcome.delivered_at = Some(at);
             "succeeded"
         }
-        Answer::Gone => {
-            let error = "the endpoint answered 410 Gone".to_string();
-            attempt.error_kind = Some(ErrorKind::Gone);
+        Answer::Revoked {
+            kind,
+            error,
+            reason,
+        } => {
+            attempt.error_kind = Some(kind);
             attempt.error = Some(error.clone());
             outcome.error = Some(error);
-            outcome.disable =
-                Some("the endpoint answered 410 Gone, asking not to be called again".into());
-            "gone"
+            outcome.disable = Some(reason);
+            kind.as_str()
         }
         Answer::Failed { kind, message, .. } => {
             attempt.error_kind = Some(kind);

@@ -131,7 +131,7 @@ async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io
     }
 }
 
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Received>> {
+pub(crate) async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Received>> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1024];
     let head_end = loop {
