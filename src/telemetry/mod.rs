@@ -61,6 +61,18 @@ pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
     Ok(handle)
 }
 
+/// Records `plausible_webhooks_event_to_delivery_seconds` for a delivery a
+/// receiver accepted at `delivered_at`, when its triggering time is known.
+pub fn event_delivered(
+    triggered_at: Option<chrono::DateTime<chrono::Utc>>,
+    delivered_at: chrono::DateTime<chrono::Utc>,
+) {
+    if let Some(triggered_at) = triggered_at {
+        let secs = (delivered_at - triggered_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("plausible_webhooks_event_to_delivery_seconds").record(secs);
+    }
+}
+
 fn describe_metrics() {
     metrics::describe_gauge!(
         "plausible_webhooks_build_info",
@@ -157,6 +169,11 @@ fn describe_metrics() {
         "plausible_webhooks_delivery_lag_seconds",
         metrics::Unit::Seconds,
         "From a delivery falling due to its attempt starting."
+    );
+    metrics::describe_histogram!(
+        "plausible_webhooks_event_to_delivery_seconds",
+        metrics::Unit::Seconds,
+        "From the insert that triggered an event to a 2xx from the receiver."
     );
     metrics::describe_histogram!(
         "plausible_webhooks_delivery_attempt_duration_seconds",

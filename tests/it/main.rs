@@ -22,4 +22,5 @@ mod postgres_tls;
 mod registry;
 mod retention;
 mod signing;
+mod status;
 mod triggers;
