@@ -525,10 +525,12 @@ async fn the_pages_in_a_real_browser() {
             }
             b.type_into("#token", "wrong");
             b.click("#login");
+            b.wait_until("the refusal", |b| b.count("#login-error") > 0);
             assert!(b.text("#login-error").contains("not the admin token"));
             b.type_into("#token", TOKEN);
             b.click("#login");
-            assert_eq!(b.current_url(), format!("{base}/"));
+            let home = format!("{base}/");
+            b.wait_until("the overview", |b| b.current_url() == home);
 
             // The overview's figures are the database's.
             assert_eq!(b.text("#pending .value"), pending.to_string());
@@ -552,7 +554,7 @@ async fn the_pages_in_a_real_browser() {
             );
 
             // The failing webhook.
-            b.click("#webhook-2 a");
+            b.click_to_new_page("#webhook-2 a");
             assert!(b.current_url().ends_with("/webhooks/2"));
             let state = b.text("#state");
             assert!(
@@ -565,9 +567,9 @@ async fn the_pages_in_a_real_browser() {
             assert!(b.text("#settings").contains("never shown"));
             assert!(!b.text("#settings").contains("whsec_"));
             b.screenshot(&docs.join(format!("status-page-webhook-{name}.png")), width);
-            b.click("#older");
+            b.click_to_new_page("#older");
             assert_eq!(b.count("#deliveries tbody tr"), 50);
-            b.click("#older");
+            b.click_to_new_page("#older");
             assert_eq!(b.count("#deliveries tbody tr"), 21);
 
             // One delivery: the snippet is text, no script ran.

@@ -247,6 +247,25 @@ impl Browser {
         self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// Waits (up to 10 s) until `done` holds, such as a click's navigation
+    /// having landed.
+    pub fn wait_until(&self, what: &str, done: impl Fn(&Browser) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Clicks `css` and waits for the page at a new URL.
+    pub fn click_to_new_page(&self, css: &str) {
+        let before = self.current_url();
+        self.click(css);
+        self.wait_until(&format!("the page after clicking {css}"), |b| {
+            b.current_url() != before
+        });
+    }
+
     /// Whether a JavaScript dialog (such as `alert`) is open.
     pub fn alert_open(&self) -> bool {
         let (status, _, _) = http(
