@@ -209,3 +209,28 @@ fn describe_metrics() {
     metrics::gauge!("plausible_webhooks_build_info", "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+
+    #[test]
+    fn event_to_delivery_is_recorded_when_the_trigger_time_is_known() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let now = Utc::now();
+            super::event_delivered(Some(now - Duration::milliseconds(2500)), now);
+            super::event_delivered(None, now);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("plausible_webhooks_event_to_delivery_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("plausible_webhooks_event_to_delivery_seconds_sum 2.5"),
+            "{text}"
+        );
+    }
+}
