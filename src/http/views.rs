@@ -76,7 +76,7 @@ pub(super) struct WebhookRow {
     pub health: &'static str,
     pub pending: i64,
     pub failed_day: i64,
-    pub succeeded_day: i64,
+    pub last_success: String,
     pub failing_since: String,
     pub problem: String,
 }
@@ -90,7 +90,7 @@ impl WebhookRow {
             health: w.health(),
             pending: w.pending,
             failed_day: w.failed_day,
-            succeeded_day: w.succeeded_day,
+            last_success: time(w.last_success_at),
             failing_since: time(w.failing_since),
             problem: or_dash(
                 w.disabled_reason

@@ -84,9 +84,8 @@ pub struct WebhookHealth {
     pub inserted_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub pending: i64,
+    /// Deliveries inserted in the last 24 hours that failed for good.
     pub failed_day: i64,
-    pub succeeded_day: i64,
-    pub last_delivery_at: Option<DateTime<Utc>>,
 }
 
 impl WebhookHealth {
@@ -125,8 +124,6 @@ impl WebhookHealth {
             updated_at: time(row, "updated_at"),
             pending: row.try_get("pending")?,
             failed_day: row.try_get("failed_day")?,
-            succeeded_day: row.try_get("succeeded_day")?,
-            last_delivery_at: time(row, "last_inserted_at"),
         })
     }
 

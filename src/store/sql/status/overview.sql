@@ -1,12 +1,11 @@
 -- The status page's overview figures, each from an index: pending
 -- deliveries (webhook_deliveries_due), failed ones inserted in the last day
--- (webhook_deliveries_finished), successes in the last ten minutes
+-- (webhook_deliveries_failed), successes in the last ten minutes
 -- (webhook_deliveries_delivered), failing webhooks, the trigger lease and
 -- cursor.
 SELECT (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') AS pending,
        (SELECT count(*) FROM webhook_deliveries
-         WHERE status IN ('succeeded', 'failed') AND inserted_at > now() - interval '24 hours'
-           AND status = 'failed') AS failed_day,
+         WHERE status = 'failed' AND inserted_at > now() - interval '24 hours') AS failed_day,
        (SELECT count(*) FROM webhook_deliveries
          WHERE delivered_at IS NOT NULL AND delivered_at > now() - interval '10 minutes') AS delivered_10m,
        (SELECT count(*) FROM webhook_endpoint_health h JOIN webhooks w ON w.id = h.webhook_id
