@@ -591,3 +591,16 @@ async fn the_pages_in_a_real_browser() {
     // The pages' figures held while the browser looked.
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[test]
+fn check_config_never_shows_the_admin_token() {
+    let output = binary()
+        .arg("check-config")
+        .env("PLAUSIBLE_WEBHOOKS_HTTP__ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("admin_token = \"[redacted]\""), "{stdout}");
+    assert!(!stdout.contains(TOKEN), "{stdout}");
+}
