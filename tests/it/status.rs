@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use plausible_webhooks::config::Secret;
 use plausible_webhooks::http::AdminServer;
-use plausible_webhooks::telemetry::health::Health;
+use plausible_webhooks::daemon::supervisor::Supervisor;
+use plausible_webhooks::telemetry::health::{Health, Role};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -64,7 +65,11 @@ async fn fixture(pg: &TestPostgres) -> tokio_postgres::Client {
                     500, 'status', 'the endpoint answered 500', '{SNIPPET}'
              FROM webhook_deliveries WHERE webhook_id = 2;
              INSERT INTO webhook_delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code)
-             SELECT id, 1, now() - interval '10 minutes', 120, 200 FROM webhook_deliveries WHERE webhook_id = 1;"
+             SELECT id, 1, now() - interval '10 minutes', 120, 200 FROM webhook_deliveries WHERE webhook_id = 1;
+             INSERT INTO webhook_leases (name, holder, token, lease_until, acquired_at, renewed_at)
+             VALUES ('triggers', 'host-a:4242', 'token', now() + interval '1 minute', now(), now());
+             INSERT INTO webhook_cursors (stream, position) VALUES ('triggers', now() - interval '3 seconds')
+             ON CONFLICT (stream) DO UPDATE SET position = EXCLUDED.position;"
         ))
         .await
         .unwrap();
@@ -77,11 +82,27 @@ async fn serve(pg: &TestPostgres, token: &str) -> (String, watch::Sender<bool>) 
     config.http.admin_token = Secret::new(token);
     let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
     let analytics = plausible_webhooks::analytics::Analytics::new(&config.clickhouse);
-    let admin = AdminServer::bind(&config.http, pool, analytics, Health::default(), None)
+    let health = Health::default();
+    let admin = AdminServer::bind(&config.http, pool, analytics, health.clone(), None)
         .await
         .unwrap();
     let addr = admin.local_addr().unwrap().to_string();
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    // The daemon's tasks, beating, as the overview reports them.
+    let (supervisor, _fatal) = Supervisor::new(health.clone(), stop_rx.clone());
+    for name in ["change stream", "triggers", "delivery", "retention"] {
+        supervisor.spawn(name, move |mut stop: watch::Receiver<bool>, beat| {
+            if name == "triggers" {
+                beat.set_role(Role::Leader);
+            }
+            Ok::<_, String>(async move {
+                while !*stop.borrow() {
+                    beat.beat();
+                    let _ = tokio::time::timeout(Duration::from_millis(500), stop.changed()).await;
+                }
+            })
+        });
+    }
     tokio::spawn(admin.serve(async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
@@ -539,6 +560,10 @@ async fn the_pages_in_a_real_browser() {
             assert_eq!(b.text("#goal-hour .value"), "75.0 %");
             assert_eq!(b.text("#goal-day .detail"), "3 of 4 events");
             assert_eq!(b.text("#version .value"), env!("CARGO_PKG_VERSION"));
+            assert_eq!(b.text("#tasks .value"), "4 / 4");
+            assert_eq!(b.text("#leader .value"), "host-a:4242");
+            assert!(b.text("#leader .detail").contains("leader"));
+            assert!(b.text("#lag .value").ends_with(" s"));
             let row = b.text("#webhook-2");
             assert!(row.contains("failing") && row.contains("120"), "{row}");
             assert!(row.contains("<b>bold</b> & sales"), "{row}");
