@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use plausible_webhooks::config::Secret;
-use plausible_webhooks::http::AdminServer;
 use plausible_webhooks::daemon::supervisor::Supervisor;
+use plausible_webhooks::http::AdminServer;
 use plausible_webhooks::telemetry::health::{Health, Role};
 use serde_json::Value;
 use tokio::sync::watch;
