@@ -60,8 +60,10 @@ RUN groupadd --system --gid 10001 plausible-webhooks \
 COPY --from=build /out/plausible-webhooks /usr/local/bin/plausible-webhooks
 
 # The admin/metrics server defaults to 127.0.0.1:9464, which is unreachable
-# from outside the container; listen on all interfaces instead. It serves
-# /metrics and health endpoints only, so do not publish it to the internet.
+# from outside the container; listen on all interfaces instead. Beside
+# /metrics and the health endpoints it serves the status page and admin API,
+# which then need PLAUSIBLE_WEBHOOKS_HTTP__ADMIN_TOKEN: without it the daemon
+# refuses to start. Do not publish the port to the internet.
 ENV PLAUSIBLE_WEBHOOKS_HTTP__LISTEN=0.0.0.0:9464
 EXPOSE 9464
 

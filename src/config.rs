@@ -123,6 +123,25 @@ pub struct RetentionConfig {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The bearer token of the status page and `/api/v1` (empty: none, and
+    /// then the page answers on a loopback listen address only).
+    pub admin_token: Secret,
+}
+
+impl HttpConfig {
+    /// Why `run` must not start with this config: a status page on a
+    /// non-loopback address with no token would be open to anyone who
+    /// can reach it.
+    pub fn refusal(&self) -> Option<String> {
+        if self.admin_token.expose().is_empty() && !self.listen.ip().is_loopback() {
+            return Some(format!(
+                "http.listen is {} (not a loopback address) but http.admin_token is not set: \
+                 set http.admin_token (PLAUSIBLE_WEBHOOKS_HTTP__ADMIN_TOKEN) or listen on 127.0.0.1",
+                self.listen
+            ));
+        }
+        None
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -48,8 +48,11 @@ pub async fn run(
     metrics::gauge!("plausible_webhooks_up").set(0.0);
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(refusal) = config.http.refusal() {
+        return Err(HttpError::Refused(refusal).into());
+    }
     let admin = AdminServer::bind(
-        config.http.listen,
+        &config.http,
         pool.clone(),
         analytics.clone(),
         health.clone(),

@@ -87,6 +87,12 @@ fn main() -> ExitCode {
         Command::Uninstall { yes } => {
             return tool(plausible_webhooks::cli::uninstall::run(&config, yes));
         }
+        Command::Run => {
+            if let Some(refusal) = config.http.refusal() {
+                eprintln!("plausible-webhooks: refusing to start: {refusal}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        }
         _ => {}
     }
 

@@ -1,6 +1,6 @@
-# Sourced by scripts/test and scripts/demo: makes sure the server packages
-# and the Python tools the checks use are there, installing what is missing
-# when running as root.
+# Sourced by scripts/test and scripts/demo: makes sure the server packages,
+# the status page test's headless browser and the Python tools the checks
+# use are there, installing what is missing when running as root.
 
 ensure_server_packages() {
     local missing=()
@@ -10,6 +10,14 @@ ensure_server_packages() {
     if [ -z "${CLICKHOUSE_URL:-}" ] && ! command -v clickhouse-server >/dev/null 2>&1 \
         && [ ! -x /usr/sbin/clickhouse-server ]; then
         missing+=(clickhouse-server)
+    fi
+    # The status page's browser test (tests/it/status.rs) drives Debian's
+    # headless Chromium through chromedriver.
+    if [ ! -x /usr/bin/chromium ]; then
+        missing+=(chromium)
+    fi
+    if [ ! -x /usr/bin/chromedriver ]; then
+        missing+=(chromium-driver)
     fi
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then

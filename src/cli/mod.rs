@@ -705,12 +705,7 @@ struct TestResult {
 
 async fn test(client: &Client, out: &Output, id: i64, timeout: Duration) -> Result<(), CliError> {
     let webhook = webhook_numbered(client, id).await?;
-    let payload = serde_json::json!({
-        "type": "webhook.test",
-        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "data": { "site_id": webhook.site_id, "webhook_id": webhook.id },
-    })
-    .to_string();
+    let payload = manage::test_payload(webhook.site_id, webhook.id, Utc::now());
     let delivery_id = manage::insert_test_delivery(client, id, &payload).await?;
     let delivery = wait_for_outcome(client, &delivery_id, timeout).await?;
     let attempts = manage::attempts_of(client, &delivery_id).await?;

@@ -103,6 +103,8 @@ pub struct Claimed {
     pub next_attempt_at: DateTime<Utc>,
     pub inserted_at: DateTime<Utc>,
     pub last_attempt_at: Option<DateTime<Utc>>,
+    /// When its event was triggered (`triggered_at`), if known.
+    pub triggered_at: Option<DateTime<Utc>>,
 }
 
 /// A leased delivery with a value that cannot be read: it is failed with
@@ -162,6 +164,10 @@ impl Claimed {
                 next_attempt_at,
                 inserted_at,
                 last_attempt_at,
+                // Only the latency metric reads it: unreadable is unknown.
+                triggered_at: column::<Option<DateTime<Utc>>>(row, "triggered_at")
+                    .ok()
+                    .flatten(),
             }),
             Err(problem) => Err(Unreadable {
                 id,

@@ -451,6 +451,17 @@ pub async fn rotate_signing_key(
     row.map(|r| Ok(r.try_get(1)?)).transpose()
 }
 
+/// The body of a `webhook.test` delivery of webhook `webhook_id` of site
+/// `site_id`, sent at `now`.
+pub fn test_payload(site_id: i64, webhook_id: i64, now: DateTime<Utc>) -> String {
+    serde_json::json!({
+        "type": "webhook.test",
+        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "data": { "site_id": site_id, "webhook_id": webhook_id },
+    })
+    .to_string()
+}
+
 /// Enqueues a `webhook.test` delivery with `payload`; returns its id.
 pub async fn insert_test_delivery(
     client: &impl GenericClient,

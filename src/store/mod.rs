@@ -13,6 +13,7 @@ pub mod manage;
 mod migrations;
 pub mod plausible;
 pub mod retention;
+pub mod status;
 pub mod tls;
 pub mod trigger_state;
 pub mod uninstall;

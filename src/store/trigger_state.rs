@@ -18,6 +18,9 @@ pub struct NewDelivery {
     pub event_type: &'static str,
     pub payload: String,
     pub dedupe_key: String,
+    /// The insert that made the event (unix seconds): see
+    /// `webhook_deliveries.triggered_at` in docs/schema.md.
+    pub triggered_at: Option<i64>,
 }
 
 /// A goal throttle as stored.
@@ -198,10 +201,11 @@ pub async fn commit_tick(
             .iter()
             .map(|d| d.dedupe_key.as_str())
             .collect();
+        let triggered: Vec<Option<i64>> = write.deliveries.iter().map(|d| d.triggered_at).collect();
         enqueued = tx
             .execute(
                 include_str!("sql/deliveries_enqueue.sql"),
-                &[&webhooks, &kinds, &payloads, &keys],
+                &[&webhooks, &kinds, &payloads, &keys, &triggered],
             )
             .await?;
     }

@@ -61,6 +61,18 @@ pub fn init_metrics() -> Result<PrometheusHandle, TelemetryError> {
     Ok(handle)
 }
 
+/// Records `plausible_webhooks_event_to_delivery_seconds` for a delivery a
+/// receiver accepted at `delivered_at`, when its triggering time is known.
+pub fn event_delivered(
+    triggered_at: Option<chrono::DateTime<chrono::Utc>>,
+    delivered_at: chrono::DateTime<chrono::Utc>,
+) {
+    if let Some(triggered_at) = triggered_at {
+        let secs = (delivered_at - triggered_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("plausible_webhooks_event_to_delivery_seconds").record(secs);
+    }
+}
+
 fn describe_metrics() {
     metrics::describe_gauge!(
         "plausible_webhooks_build_info",
@@ -159,6 +171,11 @@ fn describe_metrics() {
         "From a delivery falling due to its attempt starting."
     );
     metrics::describe_histogram!(
+        "plausible_webhooks_event_to_delivery_seconds",
+        metrics::Unit::Seconds,
+        "From the insert that triggered an event to a 2xx from the receiver."
+    );
+    metrics::describe_histogram!(
         "plausible_webhooks_delivery_attempt_duration_seconds",
         metrics::Unit::Seconds,
         "One HTTP attempt, from connecting to the end of the response."
@@ -191,4 +208,29 @@ fn describe_metrics() {
     );
     metrics::gauge!("plausible_webhooks_build_info", "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+
+    #[test]
+    fn event_to_delivery_is_recorded_when_the_trigger_time_is_known() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let now = Utc::now();
+            super::event_delivered(Some(now - Duration::milliseconds(2500)), now);
+            super::event_delivered(None, now);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("plausible_webhooks_event_to_delivery_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("plausible_webhooks_event_to_delivery_seconds_sum 2.5"),
+            "{text}"
+        );
+    }
 }

@@ -28,11 +28,19 @@ pub(super) struct Decided {
     pub goal_deliveries: usize,
     pub spikes: usize,
     pub drops: usize,
+    /// Per site, the newest insert among this tick's changed buckets.
+    newest_insert: rustc_hash::FxHashMap<i64, u32>,
 }
 
 impl Decided {
     pub(super) fn new(scan: &Scan) -> Decided {
+        let mut newest_insert = rustc_hash::FxHashMap::default();
+        for bucket in &scan.changed {
+            let newest = newest_insert.entry(bucket.site_id as i64).or_insert(0);
+            *newest = bucket.last_inserted_at.max(*newest);
+        }
         Decided {
+            newest_insert,
             now: scan.now,
             new_cursor: scan.new_cursor,
             drop_checked: scan.drop_due,
@@ -46,6 +54,18 @@ impl Decided {
             spikes: 0,
             drops: 0,
         }
+    }
+
+    /// When the event of a delivery for `site_id` was triggered: the newest
+    /// insert of the site this tick read, or (a drop, which no insert
+    /// makes, or a throttled goal sent without new data) this tick's time.
+    pub(super) fn triggered_at(&self, site_id: i64) -> Option<i64> {
+        let at = self
+            .newest_insert
+            .get(&site_id)
+            .copied()
+            .unwrap_or(self.now);
+        Some(i64::from(at.min(self.now)))
     }
 
     pub(super) fn report(&self, scan: &Scan) -> TickReport {

@@ -96,6 +96,8 @@ impl TriggerEngine {
             },
         );
         decided.deliveries.push(NewDelivery {
+            // No insert makes a drop: the check that found it does.
+            triggered_at: Some(i64::from(now)),
             webhook_id: webhook.id,
             event_type: EventType::TrafficDrop.as_str(),
             payload: body.to_json(),

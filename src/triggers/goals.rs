@@ -229,7 +229,9 @@ impl TriggerEngine {
                     ),
                 },
             );
+            let triggered_at = decided.triggered_at(d.site.id);
             decided.deliveries.push(NewDelivery {
+                triggered_at,
                 webhook_id: d.webhook.id,
                 event_type: EventType::GoalCompleted.as_str(),
                 payload: body.to_json(),

@@ -119,7 +119,9 @@ impl TriggerEngine {
                 ),
             },
         );
+        let triggered_at = decided.triggered_at(site.id);
         decided.deliveries.push(NewDelivery {
+            triggered_at,
             webhook_id: webhook.id,
             event_type: EventType::TrafficSpike.as_str(),
             payload: body.to_json(),

@@ -34,7 +34,7 @@ async fn a_task_that_panics_is_reported_down_then_restarted() {
     let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
     let analytics = plausible_webhooks::analytics::Analytics::new(&config.clickhouse);
     let health = Health::default();
-    let admin = AdminServer::bind(config.http.listen, pool, analytics, health.clone(), None)
+    let admin = AdminServer::bind(&config.http, pool, analytics, health.clone(), None)
         .await
         .unwrap();
     let addr = admin.local_addr().unwrap().to_string();

@@ -25,4 +25,5 @@ mod receiver_options;
 mod registry;
 mod retention;
 mod signing;
+mod status;
 mod triggers;

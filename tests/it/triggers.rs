@@ -833,3 +833,47 @@ async fn text_that_is_not_utf8_is_read_lossily_and_counts_go_on() {
     let sources = spike.2["data"]["top_sources"].to_string();
     assert!(sources.contains("\u{FFFD}New"), "{sources}");
 }
+
+/// `triggered_at` is the newest insert the tick read for the site (whole
+/// seconds, ClickHouse's clock), not the tick's own time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_carries_the_time_of_the_insert_that_triggered_it() {
+    let w = World::new().await;
+    w.site(1).await;
+    w.goal(1, "event_name, display_name", "'Buy', 'Buy'").await;
+    w.webhook(
+        1,
+        "event_types, goal_interval_seconds",
+        "ARRAY['goal.completed'], 3",
+    )
+    .await;
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+    let before = chrono::Utc::now();
+    w.events(&[Ev {
+        name: "Buy",
+        ..pv(1, 1, "/")
+    }])
+    .await;
+    let after = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    engine.tick().await.unwrap();
+    let row = w
+        .client
+        .query_one(
+            "SELECT triggered_at, inserted_at FROM webhook_deliveries",
+            &[],
+        )
+        .await
+        .unwrap();
+    let triggered: chrono::DateTime<chrono::Utc> = row.get(0);
+    let inserted: chrono::DateTime<chrono::Utc> = row.get(1);
+    assert!(
+        triggered >= before - chrono::Duration::seconds(1) && triggered <= after,
+        "{before} <= {triggered} <= {after}"
+    );
+    assert!(
+        inserted - triggered >= chrono::Duration::seconds(1),
+        "the insert's time, not the tick's: {triggered} vs {inserted}"
+    );
+}

@@ -348,6 +348,7 @@ fn outcome(
     };
     let result = match sent.answer {
         Answer::Delivered(at) => {
+            crate::telemetry::event_delivered(delivery.triggered_at, at);
             outcome.status = Status::Succeeded;
             outcome.delivered_at = Some(at);
             "succeeded"

@@ -15,4 +15,4 @@ WHERE d.id = ANY($1::text[])
   AND d.next_attempt_at <= now()
   AND (d.leased_until IS NULL OR d.leased_until < now())
 RETURNING d.id, d.webhook_id, d.lease_token::text AS lease_token, d.payload::text AS payload,
-          d.attempts, d.next_attempt_at, d.inserted_at, d.last_attempt_at
+          d.attempts, d.next_attempt_at, d.inserted_at, d.last_attempt_at, d.triggered_at

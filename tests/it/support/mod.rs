@@ -7,6 +7,7 @@ pub mod chat;
 pub mod proxy;
 pub mod receiver;
 pub mod servers;
+pub mod webdriver;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,4 +1,5 @@
-//! The admin HTTP server: health checks and Prometheus metrics.
+//! The admin HTTP server: health checks, Prometheus metrics, the status
+//! page and the admin API.
 //!
 //! - `GET /health/live`: 200 while the process runs.
 //! - `GET /health/ready`: 200 when Postgres and ClickHouse both answer, the
@@ -6,6 +7,17 @@
 //!   503; the JSON body names what is wrong, each task's state, and whether
 //!   this replica leads the trigger engine or stands by.
 //! - `GET /metrics`: every metric in Prometheus text format.
+//! - `GET /`, `/webhooks/{id}`, `/deliveries/{id}`: the status page
+//!   (`pages`), behind `auth`; `GET/POST /login`, `POST /logout`.
+//! - `/api/v1/...`: the admin API (`api`, docs/admin-api.md), behind the
+//!   bearer token always.
+//!
+//! `/health/*` and `/metrics` are open to anyone who can connect.
+
+mod api;
+mod auth;
+mod pages;
+mod views;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,12 +26,13 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use crate::analytics::{Analytics, install};
+use crate::config::HttpConfig;
 use crate::telemetry::health::Health;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +43,8 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
+    #[error("refusing to start: {0}")]
+    Refused(String),
     #[error("admin http server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -40,6 +55,7 @@ struct AppState {
     analytics: Analytics,
     health: Health,
     metrics: Option<PrometheusHandle>,
+    auth: auth::Auth,
 }
 
 /// A bound, not yet serving, admin server.
@@ -50,24 +66,45 @@ pub struct AdminServer {
 
 impl AdminServer {
     pub async fn bind(
-        addr: SocketAddr,
+        http: &HttpConfig,
         pool: Pool,
         analytics: Analytics,
         health: Health,
         metrics: Option<PrometheusHandle>,
     ) -> Result<AdminServer, HttpError> {
+        let addr = http.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| HttpError::Bind { addr, source })?;
+        let loopback = listener
+            .local_addr()
+            .map(|a| a.ip().is_loopback())
+            .unwrap_or(false);
+        let auth = auth::Auth::new(http.admin_token.expose(), loopback);
         let router = Router::new()
             .route("/health/live", get(live))
             .route("/health/ready", get(ready))
             .route("/metrics", get(render_metrics))
+            .route("/", get(pages::overview))
+            .route("/webhooks/{id}", get(pages::webhook))
+            .route("/deliveries/{id}", get(pages::delivery))
+            .route("/login", get(pages::login_form).post(pages::login))
+            .route("/logout", post(pages::logout))
+            .route("/api/v1/overview", get(api::overview))
+            .route("/api/v1/webhooks", get(api::webhooks))
+            .route("/api/v1/webhooks/{id}", get(api::webhook))
+            .route("/api/v1/webhooks/{id}/deliveries", get(api::deliveries))
+            .route("/api/v1/webhooks/{id}/replay", post(api::replay_webhook))
+            .route("/api/v1/webhooks/{id}/test", post(api::test_delivery))
+            .route("/api/v1/deliveries/{id}", get(api::delivery))
+            .route("/api/v1/deliveries/{id}/attempts", get(api::attempts))
+            .route("/api/v1/deliveries/{id}/replay", post(api::replay_delivery))
             .with_state(AppState {
                 pool,
                 analytics,
                 health,
                 metrics,
+                auth,
             });
         Ok(AdminServer { listener, router })
     }
