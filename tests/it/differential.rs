@@ -149,7 +149,10 @@ fn generate(day: i64) -> (Vec<Value>, Vec<Value>) {
                         _ => {}
                     }
                 }
-                for e in events {
+                for mut e in events {
+                    // Plausible copies the session's source onto each of
+                    // its events (`ClickhouseEventV2.merge_session`).
+                    e["referrer_source"] = json!(source);
                     if rng.below(10) == 0 {
                         late.push(e);
                     } else {
