@@ -32,7 +32,8 @@ type Totals = BTreeMap<(i64, u32), (i64, u64, u32)>;
 /// still change it: while any minute of the day may be recounted, what was
 /// counted for the day is remembered.
 pub(super) fn scroll_day_key(minute: u32) -> u32 {
-    minute - minute % DAY_SECS + DAY_SECS - 60
+    // Saturating: a row's timestamp may be any DateTime, up to 2106.
+    (minute - minute % DAY_SECS).saturating_add(DAY_SECS - 60)
 }
 
 struct DueGoal {
@@ -324,5 +325,7 @@ mod tests {
         assert_eq!(scroll_day_key(day + 86_340), day + 86_340);
         assert_eq!(scroll_day_key(day + 86_400), day + 2 * 86_400 - 60);
         assert_eq!(scroll_day_key(day - 60), day - 60);
+        // The last day a DateTime holds does not overflow.
+        assert_eq!(scroll_day_key(u32::MAX), u32::MAX);
     }
 }
