@@ -784,3 +784,26 @@ async fn every_query_answers_the_same_on_18_16_and_a_current_engine() {
         );
     }
 }
+
+/// Every query file the daemon has is run by the differential test above:
+/// a new file must be added there (or to this list with its reason).
+#[test]
+fn the_differential_test_runs_every_query_file() {
+    let source = include_str!("differential.rs");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/analytics/sql");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("src/analytics/sql")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".sql"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "{files:?}");
+    let missing: Vec<&String> = files
+        .iter()
+        .filter(|f| !source.contains(&format!("src/analytics/sql/{f}\"")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not run by the differential test: {missing:?}"
+    );
+}
