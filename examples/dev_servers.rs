@@ -11,7 +11,7 @@ mod servers;
 use std::io::Read;
 
 const POSTGRES_FIXTURE: &str = include_str!("../tests/fixtures/postgres/plausible.sql");
-const CLICKHOUSE_FIXTURE: &str = include_str!("../tests/fixtures/clickhouse/events_v2.sql");
+const CLICKHOUSE_FIXTURE: &str = include_str!("../tests/fixtures/clickhouse/events_v2.18_16.sql");
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -40,7 +40,9 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let create_events = CLICKHOUSE_FIXTURE
         .replace("{database}", "plausible_events_db")
-        .replace("{events_table}", "events_v2");
+        .replace("{events_table}", "events_v2")
+        // No binds: a `?` (in a regex) is literal, `??` to the client.
+        .replace('?', "??");
     clickhouse
         .query(create_events.trim().trim_end_matches(';'))
         .execute()

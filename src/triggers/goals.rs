@@ -14,12 +14,27 @@ use super::payload::{self, Envelope, GoalRef, Interval, SiteRef};
 use super::plan::{Plan, Scan};
 use super::{TriggerEngine, TriggerError, time, timed};
 use crate::analytics::trigger_reads as queries;
-use crate::registry::{EventType, Goal, Webhook};
+use crate::registry::{EventType, Goal, GoalKind, Webhook};
 use crate::store::trigger_state::NewDelivery;
 
 /// The most buckets one read of event-key counts covers: the rows of a
 /// read are held in memory until they are summed per goal and minute.
 const BUCKETS_PER_READ: usize = 2_000;
+
+const DAY_SECS: u32 = 86_400;
+
+/// Counts per counting key (goal, minute): the goal's site, the count, and
+/// the earliest changed minute it came from.
+type Totals = BTreeMap<(i64, u32), (i64, u64, u32)>;
+
+/// The counting key of a scroll goal's UTC day: the day's last minute, so
+/// that the count is kept (and pruned) with the newest minute that can
+/// still change it: while any minute of the day may be recounted, what was
+/// counted for the day is remembered.
+pub(super) fn scroll_day_key(minute: u32) -> u32 {
+    // Saturating: a row's timestamp may be any DateTime, up to 2106.
+    (minute - minute % DAY_SECS).saturating_add(DAY_SECS - 60)
+}
 
 struct DueGoal {
     webhook: Arc<Webhook>,
@@ -45,16 +60,20 @@ impl TriggerEngine {
             .await
     }
 
-    /// Completions per (goal, minute) in the changed buckets, with the
-    /// goal's site, read a bounded number of buckets at a time.
+    /// Completions per counting key in the changed buckets, with the
+    /// goal's site and the earliest changed minute, read a bounded number
+    /// of buckets at a time. Page and event goals count events per (goal,
+    /// minute); scroll goals count visitors per (goal, UTC day), keyed by
+    /// the day's last minute (see [`scroll_day_key`]).
     async fn recount(
         &self,
         plan: &Plan,
         clickhouse_time: &mut Duration,
-    ) -> Result<BTreeMap<(i64, u32), (i64, u64)>, TriggerError> {
+    ) -> Result<Totals, TriggerError> {
         let mut buckets = plan.goal_buckets.clone();
         buckets.sort_unstable_by_key(|(site, minute)| (*minute, *site));
-        let mut totals: BTreeMap<(i64, u32), (i64, u64)> = BTreeMap::new();
+        let mut totals = Totals::new();
+        let mut scroll_days: BTreeMap<(i64, u32), (i64, u32, Arc<Goal>)> = BTreeMap::new();
         for chunk in buckets.chunks(BUCKETS_PER_READ) {
             let key_counts = timed(
                 clickhouse_time,
@@ -65,37 +84,75 @@ impl TriggerEngine {
                 let Some(site) = plan.sites.get(&(key.site_id as i64)) else {
                     continue;
                 };
-                for goal in &site.goals {
-                    if goal_rules::matches(goal, key) {
-                        totals
+                for goal in site.goals.iter().filter(|g| goal_rules::matches(g, key)) {
+                    if matches!(goal.kind, GoalKind::Scroll { .. }) {
+                        let day = scroll_days
+                            .entry((goal.id, scroll_day_key(key.minute)))
+                            .or_insert((site.id, key.minute, goal.clone()));
+                        day.1 = day.1.min(key.minute);
+                    } else {
+                        let total = totals
                             .entry((goal.id, key.minute))
-                            .or_insert((site.id, 0))
-                            .1 += key.completions;
+                            .or_insert((site.id, 0, key.minute));
+                        total.1 += key.completions;
                     }
                 }
             }
         }
+        self.recount_scroll_days(scroll_days, &mut totals, clickhouse_time)
+            .await?;
         Ok(totals)
     }
 
-    /// The differences from what was counted, into the throttles.
-    fn count_new(
+    /// A scroll goal's count for a UTC day is the distinct visitors who
+    /// reached its threshold on a matching page that day, read whole for
+    /// every day a changed bucket touched. The count only grows as rows
+    /// arrive (late ones included) and merges leave it as it is, so the
+    /// difference from what was counted is the visitors new that day.
+    async fn recount_scroll_days(
         &self,
-        plan: &Plan,
-        totals: BTreeMap<(i64, u32), (i64, u64)>,
-        decided: &mut Decided,
-    ) {
-        for ((goal_id, minute), (site_id, total)) in totals {
+        days: BTreeMap<(i64, u32), (i64, u32, Arc<Goal>)>,
+        totals: &mut Totals,
+        clickhouse_time: &mut Duration,
+    ) -> Result<(), TriggerError> {
+        if days.is_empty() {
+            return Ok(());
+        }
+        let requests: Vec<queries::VisitorRequest> = days
+            .iter()
+            .map(
+                |((_, last_minute), (site_id, _, goal))| queries::VisitorRequest {
+                    site_id: *site_id as u64,
+                    from_minute: last_minute.saturating_sub(DAY_SECS - 60),
+                    to_minute: *last_minute,
+                    goal: goal_rules::filter(goal),
+                },
+            )
+            .collect();
+        let visitors = timed(
+            clickhouse_time,
+            queries::goal_visitors_batch(&self.analytics, &requests),
+        )
+        .await?;
+        for ((key, (site_id, earliest, _)), visitors) in days.into_iter().zip(visitors) {
+            totals.insert(key, (site_id, visitors, earliest));
+        }
+        Ok(())
+    }
+
+    /// The differences from what was counted, into the throttles.
+    fn count_new(&self, plan: &Plan, totals: Totals, decided: &mut Decided) {
+        for ((goal_id, key_minute), (site_id, total, minute)) in totals {
             let before = self
                 .state
                 .counted
-                .get(&(goal_id, minute))
+                .get(&(goal_id, key_minute))
                 .copied()
                 .unwrap_or(0);
             if total <= before {
                 continue;
             }
-            decided.counted.push(((goal_id, minute), total));
+            decided.counted.push(((goal_id, key_minute), total));
             let Some(site) = plan.sites.get(&site_id) else {
                 continue;
             };
@@ -216,8 +273,12 @@ impl TriggerEngine {
                     completions: d.completions,
                     // Counted over the interval's whole minutes, which may
                     // hold completions already reported; never more than
-                    // the completions this delivery carries.
-                    visitors: visitors.min(d.completions),
+                    // the completions this delivery carries. A scroll
+                    // goal's completions are visitors already.
+                    visitors: match d.goal.kind {
+                        GoalKind::Scroll { .. } => d.completions,
+                        _ => visitors.min(d.completions),
+                    },
                     interval: Interval {
                         from: payload::rfc3339(from),
                         to: payload::rfc3339(time(now)),
@@ -253,3 +314,20 @@ fn wants_goal(webhook: &Webhook, goal_id: i64) -> bool {
 
 /// Touched throttles, per (webhook, goal).
 pub(super) type Throttles = FxHashMap<(i64, i64), Throttle>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scroll_day_is_keyed_by_its_last_minute() {
+        // 2026-03-02 00:00:00 UTC.
+        let day = 1_772_409_600;
+        assert_eq!(scroll_day_key(day), day + 86_340);
+        assert_eq!(scroll_day_key(day + 86_340), day + 86_340);
+        assert_eq!(scroll_day_key(day + 86_400), day + 2 * 86_400 - 60);
+        assert_eq!(scroll_day_key(day - 60), day - 60);
+        // The last day a DateTime holds does not overflow.
+        assert_eq!(scroll_day_key(u32::MAX), u32::MAX);
+    }
+}

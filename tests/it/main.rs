@@ -15,6 +15,7 @@ mod delivery_client;
 mod delivery_rate;
 mod delivery_unattended;
 mod deploy;
+mod differential;
 mod docs;
 mod health;
 mod install;

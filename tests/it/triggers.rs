@@ -877,3 +877,108 @@ async fn a_delivery_carries_the_time_of_the_insert_that_triggered_it() {
         "the insert's time, not the tick's: {triggered} vs {inserted}"
     );
 }
+
+/// Plausible reports visitors, not events, for scroll goals, and its
+/// `user_id` rotates daily: a scroll completion is a visitor reaching the
+/// threshold on a matching page for the first time that UTC day. The
+/// tracker sends several engagement events per page view; counting them
+/// (as before) gave 3, then 5, ... here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scroll_goal_counts_each_visitor_once_a_day() {
+    let w = World::new().await;
+    w.site(1).await;
+    let goal = w
+        .goal(
+            1,
+            "page_path, display_name, scroll_threshold",
+            "'/blog/*', 'Scroll blog 50%', 50",
+        )
+        .await;
+    w.webhook(
+        1,
+        "event_types, goal_interval_seconds",
+        "ARRAY['goal.completed'], 1",
+    )
+    .await;
+    let scrolled = |user, path, scroll, ago| Ev {
+        name: "engagement",
+        scroll,
+        ago,
+        ..pv(1, user, path)
+    };
+    let check_payloads = |outbox: &[(i64, String, Value, String)]| {
+        for (_, _, p, _) in outbox {
+            assert_eq!(p["data"]["goal"]["id"], goal, "{p}");
+            assert_eq!(p["data"]["goal"]["kind"], "scroll", "{p}");
+            assert_eq!(p["data"]["visitors"], p["data"]["completions"], "{p}");
+            check_contract(p);
+        }
+    };
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+
+    // Visitor 1 scrolls past the threshold three times (and once below);
+    // visitor 2 never reaches it.
+    w.events(&[
+        scrolled(1, "/blog/a", 30, 0),
+        scrolled(1, "/blog/a", 60, 0),
+        scrolled(1, "/blog/a", 80, 0),
+        scrolled(1, "/blog/a", 100, 0),
+        scrolled(2, "/blog/b", 20, 0),
+        scrolled(2, "/pricing", 90, 0),
+    ])
+    .await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.completions().await, 1);
+
+    // Visitor 1 again on another matching page, the same day: nothing new;
+    // visitor 3 is new.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.events(&[scrolled(1, "/blog/c", 90, 0), scrolled(3, "/blog/a", 55, 0)])
+        .await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.completions().await, 2);
+
+    // A restart counts nothing twice.
+    drop(engine);
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.completions().await, 2);
+
+    // Late rows from earlier today: visitor 3 again (nothing), visitor 4.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let since_midnight = (chrono::Utc::now().timestamp() % 86_400) as u32;
+    let earlier = since_midnight.min(300);
+    w.events(&[
+        scrolled(3, "/blog/z", 70, earlier),
+        scrolled(4, "/blog/z", 70, earlier),
+    ])
+    .await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.completions().await, 3);
+
+    // Visitor 1 on the day before is another day's completion.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.events(&[
+        scrolled(1, "/blog/a", 75, since_midnight + 600),
+        scrolled(1, "/blog/b", 95, since_midnight + 500),
+    ])
+    .await;
+    engine.tick().await.unwrap();
+    assert_eq!(w.completions().await, 4);
+
+    // Merges and another restart change nothing.
+    let analytics = w.ch.analytics();
+    analytics
+        .execute(&analytics.render("OPTIMIZE TABLE {database}.webhooks_goal_minutes FINAL"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    engine.tick().await.unwrap();
+    drop(engine);
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+    let outbox = w.outbox().await;
+    assert_eq!(total(&outbox), 4, "{outbox:#?}");
+    check_payloads(&outbox);
+}
