@@ -16,6 +16,7 @@ mod delivery_rate;
 mod delivery_unattended;
 mod deploy;
 mod docs;
+mod goal_matching;
 mod health;
 mod install;
 mod leadership;
