@@ -151,6 +151,78 @@ async fn clickhouse_reads_the_derived_regex_as_the_matcher_does() {
     );
 }
 
+/// The same on a current ClickHouse engine (chdb, which `PYTHON` has:
+/// scripts/test installs it), the engine Plausible runs.
+#[test]
+fn a_current_clickhouse_reads_the_derived_regex_as_the_matcher_does() {
+    let mut generator = Gen(0x1405_7b7e_f767_814f);
+    let patterns: Vec<PathPattern> = (0..300)
+        .map(|_| PathPattern::new(&generator.pattern()))
+        .collect();
+    let paths: Vec<String> = patterns
+        .iter()
+        .flat_map(|p| {
+            [
+                generator.path_for(p.as_str()),
+                generator.path_for(p.as_str()),
+            ]
+        })
+        .collect();
+    let regexes: Vec<String> = patterns.iter().map(PathPattern::regex).collect();
+    let case = serde_json::json!({"regexes": regexes, "paths": paths});
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", CHDB_MATCH])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        case.to_string().as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{python} failed (is chdb-core installed? scripts/test installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Vec<Vec<u8>> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answers.len(), paths.len());
+    let mut matched = 0;
+    for (path, row) in paths.iter().zip(&answers) {
+        for (pattern, answer) in patterns.iter().zip(row) {
+            let ours = pattern.matches(path);
+            assert_eq!(
+                *answer == 1,
+                ours,
+                "chdb reads {:?} (from {pattern:?}) otherwise on {path:?}",
+                pattern.regex()
+            );
+            matched += usize::from(ours);
+        }
+    }
+    assert!(matched > 1_000, "{matched} matched");
+}
+
+/// Reads `{"regexes": [...], "paths": [...]}` and prints, per path in
+/// order, whether each regex matches it (ClickHouse's `match`, in chdb).
+const CHDB_MATCH: &str = r#"
+import json, sys
+import chdb
+case = json.load(sys.stdin)
+def lit(s):
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+matches = ", ".join("match(p, %s)" % lit(r) for r in case["regexes"])
+paths = "[" + ", ".join(lit(p) for p in case["paths"]) + "]"
+sql = ("SELECT i, [%s] FROM (SELECT CAST(%s AS Array(String)) AS ps) "
+       "ARRAY JOIN ps AS p, arrayEnumerate(ps) AS i ORDER BY i") % (matches, paths)
+rows = json.loads(chdb.query(sql, "JSONCompact").bytes())["data"]
+print(json.dumps([row[1] for row in rows]))
+"#;
+
 /// The `goal.completed` of one goal in the outbox.
 fn delivery_of(outbox: &[(i64, String, Value, String)], goal: i64) -> Option<Value> {
     outbox
