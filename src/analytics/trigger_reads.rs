@@ -389,9 +389,26 @@ pub async fn goal_revenue(
             .bind(pairs)
             .bind(unset);
         let amount: String = analytics.bounded(query.fetch_one::<String>()).await?;
-        answers.push(amount);
+        answers.push(three_places(&amount));
     }
     Ok(answers)
+}
+
+/// A decimal as ClickHouse prints it, with exactly three places: 18.16
+/// prints a `Decimal(38, 3)` as `12.500`, current releases as `12.5`.
+/// Text that is not a plain decimal is kept as it is.
+fn three_places(amount: &str) -> String {
+    let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
+    let digits = int.strip_prefix('-').unwrap_or(int);
+    let plain = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= 3
+        && frac.bytes().all(|b| b.is_ascii_digit());
+    if plain {
+        format!("{int}.{frac:0<3}")
+    } else {
+        amount.to_string()
+    }
 }
 
 /// Distinct visitors per site since `since_minute`; absent sites had none.
@@ -459,4 +476,19 @@ pub async fn top(
 pub enum Top {
     Pages,
     Sources,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revenue_has_three_places_whatever_the_release_prints() {
+        assert_eq!(three_places("12.500"), "12.500");
+        assert_eq!(three_places("12.5"), "12.500");
+        assert_eq!(three_places("0"), "0.000");
+        assert_eq!(three_places("-3"), "-3.000");
+        assert_eq!(three_places("0.001"), "0.001");
+        assert_eq!(three_places("1e5"), "1e5");
+    }
 }

@@ -201,8 +201,8 @@ impl TriggerEngine {
             queries::goal_visitors_batch(&self.analytics, &requests),
         )
         .await?;
-        let mut revenues = self.revenues(due, &requests, clickhouse_time).await?;
-        for ((d, visitors), revenue) in due.iter().zip(visitors).zip(revenues.drain(..)) {
+        let revenues = self.revenues(due, &requests, clickhouse_time).await?;
+        for ((d, visitors), revenue) in due.iter().zip(visitors).zip(revenues) {
             let from = time(d.from);
             let body = Envelope::new(
                 EventType::GoalCompleted.as_str(),
