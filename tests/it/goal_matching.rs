@@ -442,3 +442,58 @@ async fn a_revenue_goal_carries_the_summed_revenue() {
     assert!(s["data"].get("revenue").is_none(), "{s}");
     check_contract(&s);
 }
+
+/// Generated page goals and paths through the engine: each goal's
+/// completions (matched in Rust) and visitors (the batch query's glob, or
+/// the regex one goal a query) are what the matcher says of the paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_page_goals_count_as_the_matcher_says() {
+    let w = World::new().await;
+    w.site(1).await;
+    let mut generator = Gen(0x3c6e_f372_fe94_f82b);
+    let patterns: Vec<String> = (0..80).map(|_| generator.pattern()).collect();
+    let mut goals = Vec::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let id: i64 = w
+            .client
+            .query_one(
+                "INSERT INTO goals (site_id, page_path, display_name) VALUES (1, $1, $2) RETURNING id",
+                &[pattern, &format!("g{i}")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        goals.push((id, PathPattern::new(pattern)));
+    }
+    w.webhook(1, "event_types", "ARRAY['goal.completed']").await;
+    let mut engine = w.engine().await;
+    engine.tick().await.unwrap();
+
+    let paths: Vec<String> = (0..400)
+        .map(|i| generator.path_for(&patterns[i % patterns.len()]))
+        .collect();
+    let views: Vec<(u64, &str)> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as u64 % 7 + 1, p.as_str()))
+        .collect();
+    pageviews(&w, &views).await;
+    engine.tick().await.unwrap();
+    let outbox = w.outbox().await;
+    let mut delivered = 0;
+    for (id, pattern) in &goals {
+        let matching: Vec<&(u64, &str)> = views.iter().filter(|v| pattern.matches(v.1)).collect();
+        let mut users: Vec<u64> = matching.iter().map(|v| v.0).collect();
+        users.sort_unstable();
+        users.dedup();
+        match delivery_of(&outbox, *id) {
+            None => assert!(matching.is_empty(), "{pattern:?}: no delivery"),
+            Some(p) => {
+                assert_eq!(p["data"]["completions"], matching.len(), "{pattern:?}: {p}");
+                assert_eq!(p["data"]["visitors"], users.len(), "{pattern:?}: {p}");
+                delivered += 1;
+            }
+        }
+    }
+    assert!(delivered > 40, "{delivered} goals had completions");
+}
