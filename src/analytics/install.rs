@@ -23,6 +23,9 @@ pub const EVENT_COLUMNS: &[(&str, &str)] = &[
     ("scroll_depth", "UInt8"),
     ("meta.key", "Array(String)"),
     ("meta.value", "Array(String)"),
+    // Revenue goals (goal_revenue.sql); in Plausible since 2023.
+    ("revenue_reporting_amount", "Nullable(Decimal(18,3))"),
+    ("revenue_reporting_currency", "FixedString(3)"),
 ];
 
 /// The minimum Plausible release whose schema has every column above.

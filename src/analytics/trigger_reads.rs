@@ -116,11 +116,30 @@ pub struct GoalFilter {
     pub path_regex: String,
     pub min_scroll_depth: u8,
     pub max_scroll_depth: u8,
-    /// At most three `(key, value)` filters.
+    /// Every `(key, value)` filter of the goal; a value `""` is met by an
+    /// event without the key.
     pub props: Vec<(String, String)>,
 }
 
-/// How a goal matches paths.
+impl GoalFilter {
+    /// The property filters as the queries take them: `key\0value` for
+    /// each filter with a value, and the keys whose value must read `""`.
+    /// (Keys and values come from Postgres text, which never holds `\0`.)
+    fn prop_arrays(&self) -> (Vec<String>, Vec<String>) {
+        let mut pairs = Vec::new();
+        let mut unset = Vec::new();
+        for (k, v) in &self.props {
+            if v.is_empty() {
+                unset.push(k.clone());
+            } else {
+                pairs.push(format!("{k}\0{v}"));
+            }
+        }
+        (pairs, unset)
+    }
+}
+
+/// How a goal matches paths, in a form the batch query can take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathFilter {
     Any,
@@ -131,6 +150,8 @@ pub enum PathFilter {
         middles: Vec<String>,
         suffix: String,
     },
+    /// Only `path_regex` expresses it (a pattern with alternatives).
+    RegexOnly,
 }
 
 /// One question for [`goal_visitors_batch`]: the distinct visitors who
@@ -147,6 +168,15 @@ pub struct VisitorRequest {
 /// are asked one by one with a regex.
 const BATCH_MIDDLES: usize = 2;
 
+/// Whether the batch query can express the goal's path.
+fn batchable(path: &PathFilter) -> bool {
+    match path {
+        PathFilter::Any | PathFilter::Exact(_) => true,
+        PathFilter::Glob { middles, .. } => middles.len() <= BATCH_MIDDLES,
+        PathFilter::RegexOnly => false,
+    }
+}
+
 /// Answers many visitor questions in one query (and the rare goal the
 /// batch cannot express, one query each). Answers come in request order.
 pub async fn goal_visitors_batch(
@@ -154,9 +184,8 @@ pub async fn goal_visitors_batch(
     requests: &[VisitorRequest],
 ) -> Result<Vec<u64>, AnalyticsError> {
     let mut answers = vec![0u64; requests.len()];
-    let (batch, single): (Vec<usize>, Vec<usize>) = (0..requests.len()).partition(|i| {
-        !matches!(&requests[*i].goal.path, PathFilter::Glob { middles, .. } if middles.len() > BATCH_MIDDLES)
-    });
+    let (batch, single): (Vec<usize>, Vec<usize>) =
+        (0..requests.len()).partition(|i| batchable(&requests[*i].goal.path));
     for i in single {
         let r = &requests[i];
         answers[i] =
@@ -208,11 +237,13 @@ async fn visitors_chunk(
         .bind(cols.m2)
         .bind(cols.suffix)
         .bind(cols.min)
-        .bind(cols.max);
-    let query = cols
-        .props
-        .into_iter()
-        .fold(query, |q, column| q.bind(column));
+        .bind(cols.max)
+        .bind(cols.pairs.values)
+        .bind(cols.pairs.at)
+        .bind(cols.pairs.len)
+        .bind(cols.unset.values)
+        .bind(cols.unset.at)
+        .bind(cols.unset.len);
     analytics.bounded(query.fetch_all()).await
 }
 
@@ -233,8 +264,29 @@ struct BatchColumns {
     suffix: Vec<String>,
     min: Vec<u8>,
     max: Vec<u8>,
-    /// key1, value1, key2, value2, key3, value3.
-    props: [Vec<String>; 6],
+    pairs: Flat,
+    unset: Flat,
+}
+
+/// A list per request as one flat array, with each request's 1-based
+/// offset and length (for `arraySlice`).
+#[derive(Default)]
+struct Flat {
+    values: Vec<String>,
+    at: Vec<u32>,
+    len: Vec<u32>,
+}
+
+impl Flat {
+    fn push(&mut self, list: Vec<String>) {
+        self.at.push(if list.is_empty() {
+            1
+        } else {
+            self.values.len() as u32 + 1
+        });
+        self.len.push(list.len() as u32);
+        self.values.extend(list);
+    }
 }
 
 impl BatchColumns {
@@ -261,6 +313,8 @@ impl BatchColumns {
                 middles.get(1).map_or("", String::as_str),
                 suffix.as_str(),
             ),
+            // Never batched; matches nothing if it were.
+            PathFilter::RegexOnly => (0, 1, "", "", "", "", ""),
         };
         self.any.push(any);
         self.exact.push(exact);
@@ -271,13 +325,9 @@ impl BatchColumns {
         self.suffix.push(suffix.to_string());
         self.min.push(g.min_scroll_depth);
         self.max.push(g.max_scroll_depth);
-        for (i, column) in self.props.iter_mut().enumerate() {
-            let value = g
-                .props
-                .get(i / 2)
-                .map_or("", |(k, v)| if i % 2 == 0 { k } else { v });
-            column.push(value.to_string());
-        }
+        let (pairs, unset) = g.prop_arrays();
+        self.pairs.push(pairs);
+        self.unset.push(unset);
     }
 }
 
@@ -290,7 +340,8 @@ pub async fn goal_visitors(
     goal: &GoalFilter,
 ) -> Result<u64, AnalyticsError> {
     let sql = analytics.render(include_str!("sql/goal_visitors.sql"));
-    let mut query = analytics
+    let (pairs, unset) = goal.prop_arrays();
+    let query = analytics
         .client()
         .query(&sql)
         .bind(site_id)
@@ -299,16 +350,65 @@ pub async fn goal_visitors(
         .bind(goal.name.as_str())
         .bind(goal.path_regex.as_str())
         .bind(goal.min_scroll_depth)
-        .bind(goal.max_scroll_depth);
-    for i in 0..3 {
-        let (key, value) = goal
-            .props
-            .get(i)
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .unwrap_or(("", ""));
-        query = query.bind(key).bind(key).bind(value);
-    }
+        .bind(goal.max_scroll_depth)
+        .bind(pairs)
+        .bind(unset);
     analytics.bounded(query.fetch_one::<u64>()).await
+}
+
+/// One question for [`goal_revenue`]: the revenue of an event goal's
+/// completions on a site in minutes `from_minute..=to_minute`, in the
+/// goal's currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevenueRequest {
+    pub site_id: u64,
+    pub from_minute: u32,
+    pub to_minute: u32,
+    pub goal: GoalFilter,
+    pub currency: String,
+}
+
+/// The summed `revenue_reporting_amount` (a decimal with three places, as
+/// text) of each request, read from the events table, in request order.
+pub async fn goal_revenue(
+    analytics: &Analytics,
+    requests: &[RevenueRequest],
+) -> Result<Vec<String>, AnalyticsError> {
+    let sql = analytics.render(include_str!("sql/goal_revenue.sql"));
+    let mut answers = Vec::with_capacity(requests.len());
+    for r in requests {
+        let (pairs, unset) = r.goal.prop_arrays();
+        let query = analytics
+            .client()
+            .query(&sql)
+            .bind(r.site_id)
+            .bind(r.from_minute)
+            .bind(r.to_minute)
+            .bind(r.goal.name.as_str())
+            .bind(r.currency.as_str())
+            .bind(pairs)
+            .bind(unset);
+        let amount: String = analytics.bounded(query.fetch_one::<String>()).await?;
+        answers.push(three_places(&amount));
+    }
+    Ok(answers)
+}
+
+/// A decimal as ClickHouse prints it, with exactly three places: 18.16
+/// prints a `Decimal(38, 3)` as `12.500`, current releases as `12.5`.
+/// Text that is not a plain decimal is kept as it is.
+fn three_places(amount: &str) -> String {
+    let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
+    let digits = int.strip_prefix('-').unwrap_or(int);
+    let plain = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= 3
+        && frac.bytes().all(|b| b.is_ascii_digit());
+    if plain {
+        format!("{int}.{frac:0<3}")
+    } else {
+        amount.to_string()
+    }
 }
 
 /// Distinct visitors per site since `since_minute`; absent sites had none.
@@ -376,4 +476,19 @@ pub async fn top(
 pub enum Top {
     Pages,
     Sources,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revenue_has_three_places_whatever_the_release_prints() {
+        assert_eq!(three_places("12.500"), "12.500");
+        assert_eq!(three_places("12.5"), "12.500");
+        assert_eq!(three_places("0"), "0.000");
+        assert_eq!(three_places("-3"), "-3.000");
+        assert_eq!(three_places("0.001"), "0.001");
+        assert_eq!(three_places("1e5"), "1e5");
+    }
 }

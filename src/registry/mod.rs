@@ -18,6 +18,8 @@ use tokio::sync::watch;
 
 use crate::store::goals::GoalRow;
 use crate::store::webhooks::{UnreadableRow, Verdict, WebhookRow};
+#[cfg(test)]
+pub(crate) use model::generate;
 pub use model::{EventType, Goal, GoalKind, PathPattern, Site, Webhook};
 pub use validate::UrlRules;
 
@@ -264,7 +266,12 @@ impl Registry {
                     site_id,
                     "goal of another site is skipped"
                 ),
-                Err(reason) => tracing::warn!(error = %reason, "goal is skipped"),
+                Err(reason) => tracing::warn!(
+                    goal_id = row.id,
+                    site_id,
+                    error = %reason,
+                    "goal is refused and not counted"
+                ),
             }
         }
         goals.sort_by_key(|g| g.id);

@@ -261,12 +261,55 @@ impl Webhook {
     }
 }
 
-/// A page path as a goal matches it: plain equality, or a pattern in which
-/// `*` and `**` both match any run of characters, anchored at both ends.
+/// A page path as a goal matches it, with Plausible's meaning, defined
+/// here once. A path without `*` matches by equality. A path with `*` means
+/// what Plausible's `page_regex` makes of it: the path regex-escaped (as
+/// Elixir's `Regex.escape`), `|` restored (so `|` separates alternatives),
+/// `**` and `*` both turned into `.*`, the whole wrapped in `^…$`. The
+/// anchors bind only the outer ends: in `/a/*|/b/*` the first alternative
+/// must start the path and the last must end it; one in the middle may
+/// stand anywhere, and an empty alternative matches every path.
+///
+/// [`PathPattern::matches`] is that meaning; [`PathPattern::regex`] (the
+/// RE2 pattern ClickHouse's `match` is given) and
+/// [`PathPattern::alternatives`] (from which the triggers derive their SQL
+/// glob prefilter) are derived from it and tested to agree with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathPattern {
+    /// No `*`: the path itself.
     Exact(String),
+    /// With `*`: Plausible's `page_regex`.
     Wildcard(String),
+}
+
+/// One alternative of a pattern: its literal parts, between which any run
+/// of characters may stand, and which ends of the path it is held to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alternative<'a> {
+    /// The text between the `*`s (empty parts where `*`s are adjacent or
+    /// at an end).
+    pub parts: Vec<&'a str>,
+    /// Held to the start of the path (`^` binds it).
+    pub starts: bool,
+    /// Held to the end of the path (`$` binds it).
+    pub ends: bool,
+}
+
+impl Alternative<'_> {
+    /// Whether the path matches this alternative: as a glob of its parts,
+    /// with any run of characters allowed before it unless it `starts` and
+    /// after it unless it `ends`.
+    pub fn matches(&self, path: &str) -> bool {
+        let mut parts: Vec<&str> = Vec::with_capacity(self.parts.len() + 2);
+        if !self.starts {
+            parts.push("");
+        }
+        parts.extend(self.parts.iter().copied());
+        if !self.ends {
+            parts.push("");
+        }
+        glob_match(&parts, path)
+    }
 }
 
 impl PathPattern {
@@ -284,20 +327,79 @@ impl PathPattern {
         }
     }
 
+    /// Does the path complete the pattern? The one definition of matching.
     pub fn matches(&self, path: &str) -> bool {
         match self {
             PathPattern::Exact(p) => p == path,
-            PathPattern::Wildcard(p) => wildcard_match(p, path),
+            PathPattern::Wildcard(_) => self.alternatives().iter().any(|a| a.matches(path)),
+        }
+    }
+
+    /// The pattern as alternatives: one for a path without `*` (held to
+    /// both ends, no wildcard); for a wildcard pattern, one per `|`-separated
+    /// piece, the first held to the start, the last to the end.
+    pub fn alternatives(&self) -> Vec<Alternative<'_>> {
+        match self {
+            PathPattern::Exact(p) => vec![Alternative {
+                parts: vec![p.as_str()],
+                starts: true,
+                ends: true,
+            }],
+            PathPattern::Wildcard(p) => {
+                let pieces: Vec<&str> = p.split('|').collect();
+                let last = pieces.len() - 1;
+                pieces
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, piece)| Alternative {
+                        parts: piece.split('*').collect(),
+                        starts: i == 0,
+                        ends: i == last,
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The RE2 pattern with the same meaning, as ClickHouse's `match` reads
+    /// it (`.` matches any character, a newline too): for a wildcard,
+    /// exactly Plausible's `page_regex`; for a plain path, the escaped path
+    /// held to both ends.
+    pub fn regex(&self) -> String {
+        match self {
+            PathPattern::Exact(p) => format!("^{}$", regex_escape(p)),
+            PathPattern::Wildcard(p) => {
+                let escaped = regex_escape(p)
+                    .replace("\\|", "|")
+                    .replace("\\*\\*", ".*")
+                    .replace("\\*", ".*");
+                format!("^{escaped}$")
+            }
         }
     }
 }
 
-/// `*` (and `**`, the same here) matches any run of characters.
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    let (first, rest) = match parts.split_first() {
-        Some(x) => x,
-        None => return text.is_empty(),
+/// Elixir's `Regex.escape`: a backslash before each of
+/// `.^$*+?()[]{}|#-\`, tab, newline, vertical tab, form feed, carriage
+/// return and space (the character itself follows the backslash).
+fn regex_escape(s: &str) -> String {
+    const ESCAPED: &str = ".^$*+?()[]{}|#-\\\t\n\u{b}\u{c}\r ";
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if ESCAPED.contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether `text` is `parts[0]`, then any run, then `parts[1]`, … then
+/// `parts[n]`, with nothing before the first or after the last. One part:
+/// equality.
+fn glob_match(parts: &[&str], text: &str) -> bool {
+    let Some((first, rest)) = parts.split_first() else {
+        return text.is_empty();
     };
     let Some(mut remaining) = text.strip_prefix(first) else {
         return false;
@@ -341,8 +443,13 @@ pub struct Goal {
     pub site_id: i64,
     pub display_name: String,
     pub kind: GoalKind,
-    /// Property filters: each `(key, value)` must match the event's.
+    /// Property filters: each `(key, value)` must match the event's, a
+    /// property the event lacks reading as `""`. Every one is checked.
     pub custom_props: Vec<(String, String)>,
+    /// A revenue goal's currency (three capital letters), for event goals
+    /// only, as Plausible keeps it: completions then carry the summed
+    /// revenue.
+    pub currency: Option<String>,
 }
 
 /// A site with at least one active webhook.
@@ -358,6 +465,7 @@ pub struct Site {
 
 #[cfg(test)]
 mod tests {
+    use super::generate::Gen;
     use super::*;
 
     #[test]
@@ -377,5 +485,158 @@ mod tests {
         let p = PathPattern::new("/x");
         assert!(p.matches("/x") && !p.matches("/x/"));
         assert!(PathPattern::new("*").matches(""));
+    }
+
+    #[test]
+    fn a_bar_separates_alternatives_held_only_at_the_outer_ends() {
+        let p = PathPattern::new("/a/*|/b/*");
+        assert!(p.matches("/a/x"));
+        assert!(p.matches("/b/x"));
+        // `^/a/.*|/b/.*$`: the second alternative is not held to the start.
+        assert!(p.matches("/x/b/y"));
+        assert!(!p.matches("/x/a/y"), "the first is held to the start");
+        let p = PathPattern::new("/a|/b|/c*");
+        assert!(p.matches("/a/anything"), "`^/a` is a prefix");
+        assert!(p.matches("/x/b/y"), "a middle alternative stands anywhere");
+        assert!(p.matches("/z/c") && p.matches("/z/cc"));
+        assert!(!p.matches("/z"));
+        // An empty alternative matches every path.
+        assert!(PathPattern::new("/a*|").matches("/zzz"));
+        assert!(PathPattern::new("|/a*").matches("/zzz"));
+        // Without `*`, Plausible compares for equality: `|` is literal.
+        let p = PathPattern::new("/a|/b");
+        assert!(p.matches("/a|/b") && !p.matches("/a"));
+    }
+
+    #[test]
+    fn regex_metacharacters_are_literal() {
+        let p = PathPattern::new("/a.b+(c)?*");
+        assert!(p.matches("/a.b+(c)?"));
+        assert!(p.matches("/a.b+(c)?/x"));
+        assert!(!p.matches("/aXb+(c)?"));
+        assert!(!p.matches("/a.bb(c)"));
+        let p = PathPattern::new("/é/**/ü");
+        assert!(p.matches("/é/x/y/ü") && !p.matches("/e/x/ü"));
+    }
+
+    /// Plausible's `page_regex` for tricky patterns, worked out by hand
+    /// from its steps: `Regex.escape` (a backslash before each of
+    /// `.^$*+?()[]{}|#-\` and whitespace), `\|` back to `|`, `\*\*` then
+    /// `\*` to `.*`, then `^…$`.
+    #[test]
+    fn the_regex_is_plausibles_page_regex() {
+        let cases: &[(&str, &str)] = &[
+            ("/blog/*", r"^/blog/.*$"),
+            ("/blog/**", r"^/blog/.*$"),
+            ("/docs/**/install", r"^/docs/.*/install$"),
+            ("/a/*|/b/*", r"^/a/.*|/b/.*$"),
+            ("/a*||/b", r"^/a.*||/b$"),
+            ("|*", r"^|.*$"),
+            ("/a.b+c?(d)*", r"^/a\.b\+c\?\(d\).*$"),
+            ("/[x]{2}^$*", r"^/\[x\]\{2\}\^\$.*$"),
+            ("/#-*", r"^/\#\-.*$"),
+            ("/a b*", r"^/a\ b.*$"),
+            ("/tab\t*", "^/tab\\\t.*$"),
+            ("/nl\n*", "^/nl\\\n.*$"),
+            ("/back\\slash*", r"^/back\\slash.*$"),
+            ("/back\\|*", r"^/back\\|.*$"),
+            ("/back\\*", r"^/back\\.*$"),
+            ("/***", r"^/.*.*$"),
+            ("/é/*/ü", r"^/é/.*/ü$"),
+            ("*", r"^.*$"),
+            // Plain paths: escaped and held to both ends, `|` literal.
+            ("/pricing", r"^/pricing$"),
+            ("/a|/b", r"^/a\|/b$"),
+            ("/a.b", r"^/a\.b$"),
+        ];
+        for (pattern, regex) in cases {
+            assert_eq!(&PathPattern::new(pattern).regex(), regex, "{pattern:?}");
+        }
+    }
+
+    /// Generated patterns and paths: the regex, as the `regex` crate reads
+    /// it with `.` matching newlines (as ClickHouse's `match` does), agrees
+    /// with the matcher.
+    #[test]
+    fn the_regex_agrees_with_the_matcher_on_generated_paths() {
+        let mut generator = Gen(0x9e37_79b9_7f4a_7c15);
+        let mut matched = 0;
+        for _ in 0..3_000 {
+            let pattern = PathPattern::new(&generator.pattern());
+            let re = regex::Regex::new(&format!("(?s){}", pattern.regex()))
+                .unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
+            for _ in 0..20 {
+                let path = generator.path_for(pattern.as_str());
+                let ours = pattern.matches(&path);
+                assert_eq!(ours, re.is_match(&path), "{pattern:?} on {path:?}");
+                matched += usize::from(ours);
+            }
+        }
+        assert!(matched > 10_000, "the generator finds matches: {matched}");
+    }
+}
+
+/// Generated patterns and paths for the tests that derived forms of
+/// [`PathPattern`] agree with it.
+#[cfg(test)]
+pub(crate) mod generate {
+    /// A small deterministic generator (xorshift) of patterns and of paths
+    /// likely to match them.
+    pub struct Gen(pub u64);
+
+    impl Gen {
+        const ATOMS: &'static [&'static str] = &[
+            "/", "a", "b", "/a", ".", "+", "?", "(", ")", "[", "]", "{", "}", "^", "$", "#", "-",
+            " ", "\t", "\n", "\\", "é", "ü", "|", "*", "**",
+        ];
+
+        pub fn next(&mut self, below: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % below as u64) as usize
+        }
+
+        fn atom(&mut self, with_specials: bool) -> &'static str {
+            let n = if with_specials {
+                Self::ATOMS.len()
+            } else {
+                Self::ATOMS.len() - 3
+            };
+            Self::ATOMS[self.next(n)]
+        }
+
+        /// A pattern of up to eight atoms, `*`, `**` and `|` among them.
+        pub fn pattern(&mut self) -> String {
+            let len = self.next(9);
+            (0..len).map(|_| self.atom(true)).collect()
+        }
+
+        /// A path: often the pattern with each wildcard filled in and one
+        /// alternative kept, sometimes anything.
+        pub fn path_for(&mut self, pattern: &str) -> String {
+            if self.next(4) == 0 {
+                let len = self.next(8);
+                return (0..len).map(|_| self.atom(true)).collect();
+            }
+            let pieces: Vec<&str> = pattern.split('|').collect();
+            let piece = pieces[self.next(pieces.len())];
+            let mut path = String::new();
+            if self.next(3) == 0 {
+                path.push_str(self.atom(false));
+            }
+            for (i, part) in piece.split('*').enumerate() {
+                if i > 0 {
+                    for _ in 0..self.next(3) {
+                        path.push_str(self.atom(false));
+                    }
+                }
+                path.push_str(part);
+            }
+            if self.next(3) == 0 {
+                path.push_str(self.atom(false));
+            }
+            path
+        }
     }
 }

@@ -267,8 +267,13 @@ fn in_range(column: &str, value: i32, min: i32, max: i32) -> Result<u32, String>
 /// ClickHouse query longer than its limit, which would stop every webhook's
 /// triggers, not just this goal's.
 const GOAL_TEXT_MAX: usize = 1024;
-/// The most custom properties a goal may filter on (Plausible allows 3).
+/// The most custom properties a goal may filter on. Plausible's form
+/// allows 3; every one a row has, up to this sanity cap, is checked, and a
+/// goal with more is refused (and logged), never cut short.
 const GOAL_PROPS_MAX: usize = 16;
+/// The event name Plausible reserves (its engagement events), which it
+/// refuses as a goal.
+const RESERVED_EVENT: &str = "engagement";
 
 fn goal_text(id: i64, column: &str, value: &str) -> Result<(), String> {
     if value.len() > GOAL_TEXT_MAX {
@@ -291,6 +296,12 @@ pub fn goal(row: &GoalRow) -> Result<Goal, String> {
         }
     }
     let kind = match (&row.event_name, &row.page_path) {
+        (Some(name), None) if name == RESERVED_EVENT => {
+            return Err(format!(
+                "goal {}: the event name '{RESERVED_EVENT}' is reserved and cannot be used as a goal",
+                row.id
+            ));
+        }
         (Some(name), None) => GoalKind::Event { name: name.clone() },
         (None, Some(path)) if row.scroll_threshold > -1 => {
             let threshold = u8::try_from(row.scroll_threshold)
@@ -342,13 +353,34 @@ pub fn goal(row: &GoalRow) -> Result<Goal, String> {
         serde_json::Value::Null => Vec::new(),
         _ => return Err(format!("goal {}: custom_props is not an object", row.id)),
     };
+    let currency = currency(row, &kind)?;
     Ok(Goal {
         id: row.id,
         site_id: row.site_id,
         display_name: row.display_name.clone(),
         kind,
         custom_props,
+        currency,
     })
+}
+
+/// A revenue goal's currency: three capital letters (ISO 4217), kept for
+/// event goals only (Plausible drops it from page goals).
+fn currency(row: &GoalRow, kind: &GoalKind) -> Result<Option<String>, String> {
+    let Some(code) = row.currency.as_deref() else {
+        return Ok(None);
+    };
+    if !matches!(kind, GoalKind::Event { .. }) {
+        return Ok(None);
+    }
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(Some(code.to_string()))
+    } else {
+        Err(format!(
+            "goal {}: currency {code:?} is not a three-letter currency code",
+            row.id
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -601,6 +633,34 @@ mod tests {
     }
 
     #[test]
+    fn engagement_goals_are_refused_and_revenue_goals_keep_their_currency() {
+        let mut g = GoalRow {
+            id: 7,
+            site_id: 2,
+            event_name: Some("engagement".into()),
+            page_path: None,
+            display_name: "Engaged".into(),
+            scroll_threshold: -1,
+            custom_props: serde_json::json!({}),
+            currency: None,
+        };
+        assert_eq!(
+            goal(&g).unwrap_err(),
+            "goal 7: the event name 'engagement' is reserved and cannot be used as a goal"
+        );
+        g.event_name = Some("Purchase".into());
+        g.currency = Some("EUR".into());
+        assert_eq!(goal(&g).unwrap().currency.as_deref(), Some("EUR"));
+        g.currency = Some("euro".into());
+        assert!(goal(&g).unwrap_err().contains("currency"));
+        g.event_name = None;
+        g.page_path = Some("/checkout".into());
+        assert_eq!(goal(&g).unwrap().currency, None, "page goals have none");
+        g.custom_props = serde_json::json!({"a": "1", "b": "2", "c": "3", "d": ""});
+        assert_eq!(goal(&g).unwrap().custom_props.len(), 4, "none is dropped");
+    }
+
+    #[test]
     fn goal_kinds() {
         let mut g = GoalRow {
             id: 1,
@@ -610,6 +670,7 @@ mod tests {
             display_name: "Signup".into(),
             scroll_threshold: -1,
             custom_props: serde_json::json!({"plan": "pro"}),
+            currency: None,
         };
         let event = goal(&g).unwrap();
         assert_eq!(

@@ -15,6 +15,8 @@ pub struct GoalRow {
     pub display_name: String,
     pub scroll_threshold: i16,
     pub custom_props: serde_json::Value,
+    /// A revenue goal's currency (ISO 4217 code), NULL for others.
+    pub currency: Option<String>,
 }
 
 impl GoalRow {
@@ -28,6 +30,7 @@ impl GoalRow {
                 display_name: row.try_get("display_name")?,
                 scroll_threshold: row.try_get("scroll_threshold")?,
                 custom_props: row.try_get("custom_props")?,
+                currency: row.try_get("currency")?,
             })
         };
         decode().map_err(|e| {

@@ -20,6 +20,7 @@ pub const COLUMNS: &[(&str, &str, &[&str])] = &[
     ("goals", "display_name", &["text", "character varying"]),
     ("goals", "scroll_threshold", &["smallint"]),
     ("goals", "custom_props", &["jsonb"]),
+    ("goals", "currency", &["character varying", "text"]),
 ];
 
 /// What is missing or different, in words an operator can act on.

@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 
 use super::commit::Decided;
 use super::goal_rules::{self, Throttle};
-use super::payload::{self, Envelope, GoalRef, Interval, SiteRef};
+use super::payload::{self, Envelope, GoalRef, Interval, Revenue, SiteRef};
 use super::plan::{Plan, Scan};
 use super::{TriggerEngine, TriggerError, time, timed};
 use crate::analytics::trigger_reads as queries;
@@ -258,7 +258,8 @@ impl TriggerEngine {
             queries::goal_visitors_batch(&self.analytics, &requests),
         )
         .await?;
-        for (d, visitors) in due.iter().zip(visitors) {
+        let revenues = self.revenues(due, &requests, clickhouse_time).await?;
+        for ((d, visitors), revenue) in due.iter().zip(visitors).zip(revenues) {
             let from = time(d.from);
             let body = Envelope::new(
                 EventType::GoalCompleted.as_str(),
@@ -279,6 +280,7 @@ impl TriggerEngine {
                         GoalKind::Scroll { .. } => d.completions,
                         _ => visitors.min(d.completions),
                     },
+                    revenue,
                     interval: Interval {
                         from: payload::rfc3339(from),
                         to: payload::rfc3339(time(now)),
@@ -301,6 +303,48 @@ impl TriggerEngine {
         }
         decided.goal_deliveries = due.len();
         Ok(())
+    }
+}
+
+impl TriggerEngine {
+    /// The revenue of each due revenue goal over the same minutes as its
+    /// visitors (`None` for goals without a currency), in `due`'s order.
+    async fn revenues(
+        &self,
+        due: &[DueGoal],
+        requests: &[queries::VisitorRequest],
+        clickhouse_time: &mut Duration,
+    ) -> Result<Vec<Option<Revenue>>, TriggerError> {
+        let asked: Vec<queries::RevenueRequest> = due
+            .iter()
+            .zip(requests)
+            .filter_map(|(d, r)| {
+                d.goal
+                    .currency
+                    .as_ref()
+                    .map(|currency| queries::RevenueRequest {
+                        site_id: r.site_id,
+                        from_minute: r.from_minute,
+                        to_minute: r.to_minute,
+                        goal: r.goal.clone(),
+                        currency: currency.clone(),
+                    })
+            })
+            .collect();
+        let mut amounts = timed(
+            clickhouse_time,
+            queries::goal_revenue(&self.analytics, &asked),
+        )
+        .await?
+        .into_iter();
+        Ok(due
+            .iter()
+            .map(|d| {
+                let currency = d.goal.currency.clone()?;
+                let amount = amounts.next()?;
+                Some(Revenue { amount, currency })
+            })
+            .collect())
     }
 }
 

@@ -100,8 +100,20 @@ pub struct GoalCompleted {
     /// Distinct visitors who completed the goal in the interval's minutes,
     /// at most `completions`.
     pub visitors: u64,
+    /// For a revenue goal (one with a currency): the revenue of the
+    /// interval's completions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revenue: Option<Revenue>,
     pub interval: Interval,
     pub dashboard_url: String,
+}
+
+/// Revenue in a currency. The amount is a decimal string with three
+/// places (`"123.450"`), as Plausible keeps it, so that it stays exact.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revenue {
+    pub amount: String,
+    pub currency: String,
 }
 
 /// `{base}/{domain}` with the domain as one path segment, and a query.

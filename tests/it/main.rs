@@ -17,6 +17,7 @@ mod delivery_unattended;
 mod deploy;
 mod differential;
 mod docs;
+mod goal_matching;
 mod health;
 mod install;
 mod leadership;

@@ -164,6 +164,17 @@ fn goal(data: &Value, domain: &str) -> Message {
     let visitors = number(data, "visitors");
     let from = text(data, &["interval", "from"]);
     let to = text(data, &["interval", "to"]);
+    let mut facts = vec![
+        ("Goal".into(), name.clone()),
+        ("Completions".into(), completions.to_string()),
+        ("Visitors".into(), visitors.to_string()),
+    ];
+    if data["revenue"].is_object() {
+        let amount = text(data, &["revenue", "amount"]);
+        let currency = text(data, &["revenue", "currency"]);
+        facts.push(("Revenue".into(), format!("{amount} {currency}")));
+    }
+    facts.push(("Interval".into(), format!("{from} to {to}")));
     Message {
         title: format!("Goal completed on {domain}: {name}"),
         summary: format!(
@@ -171,12 +182,7 @@ fn goal(data: &Value, domain: &str) -> Message {
             plural(completions),
             plural(visitors)
         ),
-        facts: vec![
-            ("Goal".into(), name),
-            ("Completions".into(), completions.to_string()),
-            ("Visitors".into(), visitors.to_string()),
-            ("Interval".into(), format!("{from} to {to}")),
-        ],
+        facts,
         ..Message::empty()
     }
 }
@@ -309,6 +315,18 @@ mod tests {
         assert_eq!(messages[3].title, "Test from plausible-webhooks");
         assert!(messages[3].link.is_none());
         assert!(messages[0].link.is_some());
+    }
+
+    #[test]
+    fn a_revenue_goal_shows_its_revenue() {
+        let mut goal = samples::all()[2].clone();
+        assert!(!message(&goal).facts.iter().any(|f| f.0 == "Revenue"));
+        goal["data"]["revenue"] = serde_json::json!({"amount": "12.501", "currency": "EUR"});
+        let facts = message(&goal).facts;
+        assert!(
+            facts.contains(&("Revenue".into(), "12.501 EUR".into())),
+            "{facts:?}"
+        );
     }
 
     #[test]
