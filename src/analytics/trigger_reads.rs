@@ -388,27 +388,17 @@ pub async fn goal_revenue(
             .bind(r.currency.as_str())
             .bind(pairs)
             .bind(unset);
-        let amount: String = analytics.bounded(query.fetch_one::<String>()).await?;
-        answers.push(three_places(&amount));
+        let thousandths: i64 = analytics.bounded(query.fetch_one::<i64>()).await?;
+        answers.push(three_places(thousandths));
     }
     Ok(answers)
 }
 
-/// A decimal as ClickHouse prints it, with exactly three places: 18.16
-/// prints a `Decimal(38, 3)` as `12.500`, current releases as `12.5`.
-/// Text that is not a plain decimal is kept as it is.
-fn three_places(amount: &str) -> String {
-    let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
-    let digits = int.strip_prefix('-').unwrap_or(int);
-    let plain = !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && frac.len() <= 3
-        && frac.bytes().all(|b| b.is_ascii_digit());
-    if plain {
-        format!("{int}.{frac:0<3}")
-    } else {
-        amount.to_string()
-    }
+/// An amount in thousandths as a decimal with exactly three places.
+fn three_places(thousandths: i64) -> String {
+    let sign = if thousandths < 0 { "-" } else { "" };
+    let abs = thousandths.unsigned_abs();
+    format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
 }
 
 /// Distinct visitors per site since `since_minute`; absent sites had none.
@@ -483,12 +473,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn revenue_has_three_places_whatever_the_release_prints() {
-        assert_eq!(three_places("12.500"), "12.500");
-        assert_eq!(three_places("12.5"), "12.500");
-        assert_eq!(three_places("0"), "0.000");
-        assert_eq!(three_places("-3"), "-3.000");
-        assert_eq!(three_places("0.001"), "0.001");
-        assert_eq!(three_places("1e5"), "1e5");
+    fn revenue_has_exactly_three_places() {
+        assert_eq!(three_places(12_500), "12.500");
+        assert_eq!(three_places(0), "0.000");
+        assert_eq!(three_places(-3_000), "-3.000");
+        assert_eq!(three_places(-1), "-0.001");
+        assert_eq!(three_places(1), "0.001");
+        assert_eq!(three_places(i64::MIN), "-9223372036854775.808");
     }
 }

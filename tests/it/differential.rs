@@ -206,6 +206,22 @@ type GoalAsk = (
 );
 
 const NO_PROPS: [(&str, &str); 3] = [("", ""), ("", ""), ("", "")];
+
+/// A goal's property filters as the queries take them (as
+/// `GoalFilter::prop_arrays` makes them): `key\0value` for each filter
+/// with a value, and the keys whose value must read `''`.
+fn prop_arrays(props: &[(&str, &str)]) -> (Vec<String>, Vec<String>) {
+    let mut pairs = Vec::new();
+    let mut unset = Vec::new();
+    for (k, v) in props.iter().filter(|(k, _)| !k.is_empty()) {
+        if v.is_empty() {
+            unset.push(k.to_string());
+        } else {
+            pairs.push(format!("{k}\0{v}"));
+        }
+    }
+    (pairs, unset)
+}
 const GOALS: &[GoalAsk] = &[
     (
         "pageview",
@@ -358,17 +374,17 @@ fn queries(client: &clickhouse::Client, database: &str, day: u32, round: &str) -
     for (i, (name, regex, _, (min, max), props)) in GOALS.iter().enumerate() {
         for site in [1u64, 2] {
             for (from, to) in ranges {
-                let mut query = q(include_str!("../../src/analytics/sql/goal_visitors.sql"))
+                let (pairs, unset) = prop_arrays(props);
+                let query = q(include_str!("../../src/analytics/sql/goal_visitors.sql"))
                     .bind(site)
                     .bind(from)
                     .bind(to)
                     .bind(*name)
                     .bind(*regex)
                     .bind(*min)
-                    .bind(*max);
-                for (k, v) in props {
-                    query = query.bind(*k).bind(*k).bind(*v);
-                }
+                    .bind(*max)
+                    .bind(pairs)
+                    .bind(unset);
                 add(
                     &format!("goal_visitors.{i}.{site}.{from}"),
                     text(query),
@@ -381,7 +397,18 @@ fn queries(client: &clickhouse::Client, database: &str, day: u32, round: &str) -
     let mut cols: BatchIds = Default::default();
     let mut paths: [Vec<&str>; 5] = Default::default();
     let mut flags: [Vec<u8>; 4] = Default::default();
-    let mut props: [Vec<&str>; 6] = Default::default();
+    // Flat property arrays with each request's 1-based offset and length.
+    let mut pairs: (Vec<String>, Vec<u32>, Vec<u32>) = Default::default();
+    let mut unset: (Vec<String>, Vec<u32>, Vec<u32>) = Default::default();
+    let flat = |column: &mut (Vec<String>, Vec<u32>, Vec<u32>), list: Vec<String>| {
+        column.1.push(if list.is_empty() {
+            1
+        } else {
+            column.0.len() as u32 + 1
+        });
+        column.2.push(list.len() as u32);
+        column.0.extend(list);
+    };
     for (name, _, (any, exact, path, prefix, m1, m2, suffix), (min, max), goal_props) in GOALS {
         for site in [1u64, 2] {
             for (from, to) in ranges {
@@ -396,36 +423,59 @@ fn queries(client: &clickhouse::Client, database: &str, day: u32, round: &str) -
                 for (column, value) in flags.iter_mut().zip([*any, *exact, *min, *max]) {
                     column.push(value);
                 }
-                for (i, column) in props.iter_mut().enumerate() {
-                    let (k, v) = goal_props[i / 2];
-                    column.push(if i % 2 == 0 { k } else { v });
-                }
+                let (p, u) = prop_arrays(goal_props);
+                flat(&mut pairs, p);
+                flat(&mut unset, u);
             }
         }
     }
-    let batch = props.iter().fold(
-        q(include_str!(
-            "../../src/analytics/sql/goal_visitors_batch.sql"
-        ))
-        .bind(vec![1u64, 2])
-        .bind(day - 3 * 86_400)
-        .bind(&cols.0)
-        .bind(&cols.1)
-        .bind(&cols.2)
-        .bind(&cols.3)
-        .bind(&cols.4)
-        .bind(&flags[0])
-        .bind(&flags[1])
-        .bind(&paths[0])
-        .bind(&paths[1])
-        .bind(&paths[2])
-        .bind(&paths[3])
-        .bind(&paths[4])
-        .bind(&flags[2])
-        .bind(&flags[3]),
-        |query, column| query.bind(column),
-    );
+    let batch = q(include_str!(
+        "../../src/analytics/sql/goal_visitors_batch.sql"
+    ))
+    .bind(vec![1u64, 2])
+    .bind(day - 3 * 86_400)
+    .bind(&cols.0)
+    .bind(&cols.1)
+    .bind(&cols.2)
+    .bind(&cols.3)
+    .bind(&cols.4)
+    .bind(&flags[0])
+    .bind(&flags[1])
+    .bind(&paths[0])
+    .bind(&paths[1])
+    .bind(&paths[2])
+    .bind(&paths[3])
+    .bind(&paths[4])
+    .bind(&flags[2])
+    .bind(&flags[3])
+    .bind(&pairs.0)
+    .bind(&pairs.1)
+    .bind(&pairs.2)
+    .bind(&unset.0)
+    .bind(&unset.1)
+    .bind(&unset.2);
     add("goal_visitors_batch", text(batch), Compare::Rows);
+    for (site, (from, to)) in [1u64, 2].into_iter().flat_map(|s| ranges.map(|r| (s, r))) {
+        for (props, unset) in [
+            (vec!["plan\0pro".to_string()], vec![]),
+            (vec![], vec!["coupon".to_string()]),
+        ] {
+            add(
+                &format!("goal_revenue.{site}.{from}.{}", props.len()),
+                text(
+                    q(include_str!("../../src/analytics/sql/goal_revenue.sql"))
+                        .bind(site)
+                        .bind(from)
+                        .bind(to)
+                        .bind("Purchase")
+                        .bind("EUR")
+                        .bind(props)
+                        .bind(unset),
+                ),
+                Compare::Rows,
+            );
+        }
+    }
     add(
         "changed_buckets",
         text(

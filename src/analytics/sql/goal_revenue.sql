@@ -3,8 +3,10 @@
 -- the events table: the sum of `revenue_reporting_amount` (Plausible's
 -- amount in the goal's currency) over events of the goal's name, in its
 -- currency, with its property filters (as in goal_visitors.sql, on the
--- event's `meta.key` / `meta.value`). Three decimal places, as text.
-SELECT toString(ifNull(sum(revenue_reporting_amount), toDecimal64(0, 3)))
+-- event's `meta.key` / `meta.value`). In thousandths (the amount's three
+-- decimal places) as an integer: engines print decimals differently (18.16
+-- `12.500`, current releases `12.5`), integers alike.
+SELECT toInt64(ifNull(sum(toInt64(revenue_reporting_amount * 1000)), 0))
 FROM {database}.{events_table}
 WHERE site_id = ?
   AND timestamp >= toDateTime(?) AND timestamp < toDateTime(?) + 60
