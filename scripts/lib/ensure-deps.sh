@@ -2,6 +2,7 @@
 # the status page test's headless browser and the Python tools the checks
 # use are there, installing what is missing when running as root.
 
+# With the argument `browser` (scripts/test), also the browser.
 ensure_server_packages() {
     local missing=()
     if [ -z "${DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
@@ -13,10 +14,10 @@ ensure_server_packages() {
     fi
     # The status page's browser test (tests/it/status.rs) drives Debian's
     # headless Chromium through chromedriver.
-    if [ ! -x /usr/bin/chromium ]; then
+    if [ "${1:-}" = browser ] && [ ! -x /usr/bin/chromium ]; then
         missing+=(chromium)
     fi
-    if [ ! -x /usr/bin/chromedriver ]; then
+    if [ "${1:-}" = browser ] && [ ! -x /usr/bin/chromedriver ]; then
         missing+=(chromium-driver)
     fi
     [ ${#missing[@]} -eq 0 ] && return 0

@@ -220,7 +220,7 @@ pub(super) async fn deliveries(
     let mut list = status::deliveries(&**client, id, &filter, limit + 1).await?;
     let next = (list.len() as i64 > limit).then(|| {
         list.truncate(limit as usize);
-        list.last().map(|d| d.cursor().encode())
+        list.last().map(|d| status::Cursor::after(d).encode())
     });
     Ok(Json(json!({
         "deliveries": list,
@@ -235,7 +235,7 @@ pub(super) async fn delivery(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     allowed(&state, &headers)?;
     let client = state.pool.get().await?;
-    let delivery = status::delivery(&**client, &id)
+    let delivery = manage::get_delivery(&**client, &id)
         .await?
         .ok_or(ApiError::NotFound("no delivery has this id"))?;
     let attempts = manage::attempts_of(&**client, &id).await?;
@@ -249,7 +249,7 @@ pub(super) async fn attempts(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     allowed(&state, &headers)?;
     let client = state.pool.get().await?;
-    if status::delivery(&**client, &id).await?.is_none() {
+    if manage::get_delivery(&**client, &id).await?.is_none() {
         return Err(ApiError::NotFound("no delivery has this id"));
     }
     let attempts = manage::attempts_of(&**client, &id).await?;
@@ -266,7 +266,7 @@ pub(super) async fn replay_delivery(
     if manage::replay_delivery(&**client, &id).await? {
         return Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": [id] }))));
     }
-    match status::delivery(&**client, &id).await? {
+    match manage::get_delivery(&**client, &id).await? {
         None => Err(ApiError::NotFound("no delivery has this id")),
         Some(_) => Err(ApiError::Conflict("only a failed delivery can be replayed")),
     }

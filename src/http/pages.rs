@@ -210,7 +210,7 @@ pub(super) async fn webhook(
     let mut deliveries = status::deliveries(&**client, id, &filter, PAGE + 1).await?;
     let next_page = (deliveries.len() as i64 > PAGE).then(|| {
         deliveries.truncate(PAGE as usize);
-        deliveries.last().map(|d| d.cursor().encode())
+        deliveries.last().map(|d| status::Cursor::after(d).encode())
     });
     let (bars, chart_max) = views::bars(&stats.hourly);
     let page = WebhookPage {
@@ -236,7 +236,7 @@ pub(super) async fn delivery(
 ) -> Result<Response, PageError> {
     allowed(&state, &headers)?;
     let client = state.pool.get().await?;
-    let delivery = status::delivery(&**client, &id)
+    let delivery = manage::get_delivery(&**client, &id)
         .await?
         .ok_or(PageError::NotFound("No delivery has this id."))?;
     let attempts = manage::attempts_of(&**client, &id).await?;

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 
 use crate::registry::model::Format;
 use crate::store::manage::AttemptInfo;
-use crate::store::status::{Delivery, HourCount, Overview, WebhookHealth, WebhookStats};
+use crate::store::manage::DeliveryInfo as Delivery;
+use crate::store::status::{HourCount, Overview, WebhookHealth, WebhookStats};
 
 /// A webhook's URL as it may be shown: a chat hook's (or a URL of a format
 /// this build does not know) is hidden but for its host.

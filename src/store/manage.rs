@@ -197,12 +197,17 @@ pub struct DeliveryInfo {
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub inserted_at: DateTime<Utc>,
+    /// The insert into Plausible's events that triggered it (V13); absent
+    /// for test deliveries.
+    pub triggered_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
 }
 
 impl DeliveryInfo {
-    fn from_row(row: &Row, with_payload: bool) -> Result<DeliveryInfo, StoreError> {
+    /// A row of `webhook_deliveries` as the delivery log reads it (the
+    /// operator's commands here, the status page in `store::status`).
+    pub(super) fn from_row(row: &Row, with_payload: bool) -> Result<DeliveryInfo, StoreError> {
         let payload = if with_payload {
             let text: String = row.try_get("payload")?;
             Some(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
@@ -227,6 +232,7 @@ impl DeliveryInfo {
             last_error: row.try_get("last_error")?,
             delivered_at: row.try_get("delivered_at").ok().flatten(),
             inserted_at: row.try_get("inserted_at")?,
+            triggered_at: row.try_get("triggered_at").ok().flatten(),
             payload,
         })
     }

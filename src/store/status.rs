@@ -13,6 +13,7 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::StoreError;
 use super::deliveries::Status;
+use super::manage::DeliveryInfo;
 
 /// The daemon's outbox at a glance.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -173,61 +174,6 @@ impl WebhookStats {
     }
 }
 
-/// A delivery, as the log lists it (with its payload when read alone).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Delivery {
-    pub id: String,
-    pub webhook_id: i64,
-    pub event_type: String,
-    pub status: Status,
-    pub attempts: i32,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub last_attempt_at: Option<DateTime<Utc>>,
-    pub last_status_code: Option<i32>,
-    pub last_error: Option<String>,
-    pub delivered_at: Option<DateTime<Utc>>,
-    pub inserted_at: DateTime<Utc>,
-    pub triggered_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<serde_json::Value>,
-}
-
-impl Delivery {
-    fn from_row(row: &Row, with_payload: bool) -> Result<Delivery, StoreError> {
-        let payload = if with_payload {
-            let text: String = row.try_get("payload")?;
-            Some(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
-        } else {
-            None
-        };
-        let status: String = row.try_get("status")?;
-        Ok(Delivery {
-            id: row.try_get("id")?,
-            webhook_id: row.try_get("webhook_id")?,
-            event_type: row.try_get("event_type")?,
-            // The schema allows no other value (webhook_deliveries_status_known).
-            status: Status::parse(&status).unwrap_or(Status::Failed),
-            attempts: row.try_get("attempts")?,
-            next_attempt_at: time(row, "next_attempt_at"),
-            last_attempt_at: time(row, "last_attempt_at"),
-            last_status_code: row.try_get("last_status_code").ok().flatten(),
-            last_error: row.try_get("last_error").ok().flatten(),
-            delivered_at: time(row, "delivered_at"),
-            inserted_at: row.try_get("inserted_at")?,
-            triggered_at: time(row, "triggered_at"),
-            payload,
-        })
-    }
-
-    /// Where the next page starts after this row.
-    pub fn cursor(&self) -> Cursor {
-        Cursor {
-            inserted_at: self.inserted_at,
-            id: self.id.clone(),
-        }
-    }
-}
-
 /// A position in a webhook's delivery log: the last row shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
@@ -236,6 +182,14 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// Where the next page starts after `delivery`.
+    pub fn after(delivery: &DeliveryInfo) -> Cursor {
+        Cursor {
+            inserted_at: delivery.inserted_at,
+            id: delivery.id.clone(),
+        }
+    }
+
     /// `<microseconds since the epoch>.<id>`: opaque to clients, and safe
     /// in a URL (ids are `msg_` and `[A-Za-z0-9_-]`).
     pub fn encode(&self) -> String {
@@ -359,7 +313,7 @@ pub async fn deliveries(
     webhook_id: i64,
     filter: &DeliveryFilter,
     limit: i64,
-) -> Result<Vec<Delivery>, StoreError> {
+) -> Result<Vec<DeliveryInfo>, StoreError> {
     let status = filter.status.map(Status::as_str);
     let after_at = filter.after.as_ref().map(|c| c.inserted_at);
     let after_id = filter.after.as_ref().map(|c| c.id.as_str());
@@ -379,21 +333,8 @@ pub async fn deliveries(
         )
         .await?
         .iter()
-        .map(|r| Delivery::from_row(r, false))
+        .map(|r| DeliveryInfo::from_row(r, false))
         .collect()
-}
-
-/// One delivery with its payload.
-pub async fn delivery(
-    client: &impl GenericClient,
-    id: &str,
-) -> Result<Option<Delivery>, StoreError> {
-    client
-        .query_opt(include_str!("sql/status/delivery.sql"), &[&id])
-        .await?
-        .as_ref()
-        .map(|r| Delivery::from_row(r, true))
-        .transpose()
 }
 
 /// A time column, absent when NULL or not representable.
@@ -453,7 +394,7 @@ pub async fn explain(
         ),
         (
             "delivery",
-            include_str!("sql/status/delivery.sql"),
+            include_str!("sql/manage/delivery_get.sql"),
             vec![&delivery_id],
         ),
     ];

@@ -511,7 +511,9 @@ fn a_non_loopback_listen_without_a_token_is_refused() {
 
 /// The three pages in headless Chromium, logged in through the form, on a
 /// desktop and a phone width; their figures against Postgres; screenshots
-/// into docs/ for docs/status-page.md.
+/// into target/screenshots/ for a person to look at, or into docs/ (which
+/// docs/status-page.md shows) with `PLAUSIBLE_WEBHOOKS_SCREENSHOTS=docs`,
+/// so that a test run leaves the checked-in ones as they are.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pages_in_a_real_browser() {
     if !chromium_available() {
@@ -534,7 +536,12 @@ async fn the_pages_in_a_real_browser() {
         "SELECT count(*) FROM webhook_deliveries WHERE status = 'failed' AND inserted_at > now() - interval '1 day'",
     )
     .await;
-    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = match std::env::var("PLAUSIBLE_WEBHOOKS_SCREENSHOTS").as_deref() {
+        Ok("docs") => root.join("docs"),
+        _ => root.join("target/screenshots"),
+    };
+    std::fs::create_dir_all(&docs).expect("the screenshots' directory");
     tokio::task::spawn_blocking(move || {
         for (name, width, height) in [("desktop", 1280, 900), ("phone", 390, 844)] {
             let b = Browser::start(width, height);
