@@ -5,6 +5,8 @@
 //! touches, so deletes, moves between sites and the 10-per-site cap need no
 //! special cases. Readers (triggers, delivery) take short read locks.
 
+#[cfg(test)]
+pub(crate) mod generate;
 pub mod headers;
 pub mod keys;
 pub mod model;
@@ -18,8 +20,6 @@ use tokio::sync::watch;
 
 use crate::store::goals::GoalRow;
 use crate::store::webhooks::{UnreadableRow, Verdict, WebhookRow};
-#[cfg(test)]
-pub(crate) use model::generate;
 pub use model::{EventType, Goal, GoalKind, PathPattern, Site, Webhook};
 pub use validate::UrlRules;
 
