@@ -425,11 +425,16 @@ async fn a_chat_hooks_url_never_appears_in_logs_attempts_or_errors() {
         "{recorded}"
     );
     assert!(!recorded.contains(SECRET), "{recorded}");
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
-    assert!(
-        logs.contains("webhook disabled"),
-        "the capture works: {logs}"
-    );
+    // The writer logs the disabling after its commit, which the test may
+    // have seen first.
+    let logs = || String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    wait_for(
+        "the capture has the disabling",
+        Duration::from_secs(10),
+        async || logs().contains("webhook disabled"),
+    )
+    .await;
+    let logs = logs();
     assert!(!logs.contains(SECRET), "{logs}");
 }
 
