@@ -24,9 +24,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use plausible_webhooks::analytics::Analytics;
-use plausible_webhooks::changes::ChangeStream;
 use plausible_webhooks::config::Config;
-use plausible_webhooks::registry::RegistryHandle;
 use plausible_webhooks::telemetry::health::Heartbeat;
 use plausible_webhooks::triggers::TriggerEngine;
 use support::{SECRET, env_or};
@@ -107,15 +105,8 @@ async fn run(minutes: u64, per_minute: u64) {
     .expect("cursor");
 
     let pool = plausible_webhooks::store::pool(&config.postgres).expect("pool");
-    let registry = RegistryHandle::default();
     let (stop, stop_rx) = watch::channel(false);
-    let mut loaded = registry.subscribe();
-    tokio::spawn(
-        ChangeStream::new(&config, pool.clone(), registry.clone())
-            .expect("stream")
-            .run(stop_rx.clone(), Heartbeat::detached()),
-    );
-    loaded.changed().await.expect("registry loads");
+    let registry = support::loaded_registry(&config, &pool, stop_rx.clone()).await;
     let rss_before = vm_hwm_kib();
 
     // Live traffic at the same rate while the engine catches up.

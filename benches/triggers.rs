@@ -13,13 +13,10 @@
 
 mod support;
 
-use plausible_webhooks::telemetry::health::Heartbeat;
 use std::time::{Duration, Instant, SystemTime};
 
 use plausible_webhooks::analytics::Analytics;
-use plausible_webhooks::changes::ChangeStream;
 use plausible_webhooks::config::Config;
-use plausible_webhooks::registry::RegistryHandle;
 use plausible_webhooks::triggers::TriggerEngine;
 use support::{Event, SECRET, env_or};
 use tokio::sync::watch;
@@ -46,15 +43,8 @@ async fn run(seconds: u64, per_minute: u64) {
     let config = setup().await;
     let pool = plausible_webhooks::store::pool(&config.postgres).expect("pool");
 
-    let registry = RegistryHandle::default();
     let (stop, stop_rx) = watch::channel(false);
-    let mut loaded = registry.subscribe();
-    tokio::spawn(
-        ChangeStream::new(&config, pool.clone(), registry.clone())
-            .expect("stream")
-            .run(stop_rx.clone(), Heartbeat::detached()),
-    );
-    loaded.changed().await.expect("registry loads");
+    let registry = support::loaded_registry(&config, &pool, stop_rx.clone()).await;
     println!("triggers: registry holds {:?}", registry.stats());
 
     // The engine on a thread of its own, so its CPU clock is its own.

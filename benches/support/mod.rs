@@ -129,3 +129,25 @@ pub async fn database(name: &str) -> (Config, tokio_postgres::Client) {
     config.postgres.url = PostgresUrl::new(url);
     (config, client)
 }
+
+/// A registry kept current by a change stream (stopped by `stop`), once
+/// it has loaded (for the trigger benches).
+#[allow(dead_code)]
+pub async fn loaded_registry(
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> plausible_webhooks::registry::RegistryHandle {
+    let registry = plausible_webhooks::registry::RegistryHandle::default();
+    let mut loaded = registry.subscribe();
+    tokio::spawn(
+        plausible_webhooks::changes::ChangeStream::new(config, pool.clone(), registry.clone())
+            .expect("stream")
+            .run(
+                stop,
+                plausible_webhooks::telemetry::health::Heartbeat::detached(),
+            ),
+    );
+    loaded.changed().await.expect("registry loads");
+    registry
+}
