@@ -4,8 +4,10 @@
 //! TOKEN`, or (pages only) the session cookie that the login form sets: an
 //! HMAC of the token, so the cookie never holds the token itself, HttpOnly
 //! and SameSite=Strict. Without a token the pages answer only when the
-//! server listens on a loopback address (`run` refuses any other), and the
-//! API not at all.
+//! server listens on a loopback address (`run` refuses any other) and the
+//! request names a loopback host (so that a web page whose name was
+//! rebound to 127.0.0.1 cannot read them through a visitor's browser), and
+//! the API not at all.
 
 use axum::http::{HeaderMap, header};
 use hmac::{Hmac, KeyInit, Mac};
@@ -43,10 +45,10 @@ impl Auth {
     }
 
     /// A page: the bearer token or the session cookie; on loopback with no
-    /// token configured, anyone who can connect.
+    /// token configured, anyone who can connect and names a loopback host.
     pub(super) fn page(&self, headers: &HeaderMap) -> Access {
         match &self.token {
-            None if self.loopback => Access::Granted,
+            None if self.loopback && loopback_host(headers) => Access::Granted,
             None => Access::NoToken,
             Some(token) => {
                 if bearer_matches(headers, token) || cookie_matches(headers, token) {
@@ -87,6 +89,25 @@ impl Auth {
 /// The `Set-Cookie` value that ends a session.
 pub(super) fn clear_cookie() -> String {
     format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// Whether the `Host` header, if any, names this machine's loopback
+/// (`localhost`, `127.0.0.1`, `[::1]`, with any port).
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
@@ -175,5 +196,32 @@ mod tests {
         );
         assert_eq!(Auth::new("", true).api(&HeaderMap::new()), Access::NoToken);
         assert!(!Auth::new("", true).login_matches(""));
+    }
+
+    #[test]
+    fn without_a_token_a_page_needs_a_loopback_host() {
+        let auth = Auth::new("", true);
+        let with_host = |host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, host.parse().unwrap());
+            auth.page(&headers)
+        };
+        for host in [
+            "127.0.0.1:9464",
+            "localhost:9464",
+            "LOCALHOST",
+            "[::1]:9464",
+            "127.0.0.2",
+        ] {
+            assert_eq!(with_host(host), Access::Granted, "{host}");
+        }
+        for host in [
+            "evil.example:9464",
+            "evil.example",
+            "10.0.0.1:9464",
+            "[::2]:1",
+        ] {
+            assert_eq!(with_host(host), Access::NoToken, "{host}");
+        }
     }
 }
