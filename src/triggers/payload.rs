@@ -116,7 +116,6 @@ pub struct Revenue {
     pub currency: String,
 }
 
-/// `{base}/{domain}` with the domain as one path segment, and a query.
 /// Text as visitors sent it (a page path, a source), cut to at most
 /// `VISITOR_TEXT_MAX` characters: a payload stays far below the outbox's
 /// 256 KiB, whatever ClickHouse holds, so that it is never refused.
@@ -132,6 +131,7 @@ pub fn visitor_text(text: &str) -> String {
 /// See [`visitor_text`].
 pub const VISITOR_TEXT_MAX: usize = 1024;
 
+/// `{base}/{domain}` with the domain as one path segment, and a query.
 pub fn dashboard_url(base: &str, domain: &str, query: &str) -> String {
     match url::Url::parse(base) {
         Ok(mut url) => {
