@@ -205,7 +205,12 @@ pub(super) fn bars(hourly: &[HourCount]) -> (Vec<Bar>, i64) {
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            let (s, f, p) = (scale(h.succeeded), scale(h.failed), scale(h.pending));
+            // Running totals scaled, then differenced: a bar never rises
+            // above the chart however the segments round.
+            let to_s = scale(h.succeeded);
+            let to_f = scale(h.succeeded + h.failed);
+            let to_p = scale(h.succeeded + h.failed + h.pending);
+            let (s, f, p) = (to_s, to_f - to_s, to_p - to_f);
             let base = CHART_HEIGHT;
             Bar {
                 x: i as i64 * BAR_WIDTH,
@@ -315,5 +320,31 @@ impl AttemptRow {
             },
             snippet: a.response_snippet.clone().unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bar_never_rises_above_the_chart() {
+        let hour = |s, f, p| HourCount {
+            hours_ago: 0,
+            succeeded: s,
+            failed: f,
+            pending: p,
+        };
+        let (drawn, max) = bars(&[hour(1, 1, 1), hour(0, 1, 0), hour(7, 0, 2)]);
+        assert_eq!(max, 9);
+        for bar in &drawn {
+            assert!(bar.pending.0 >= 0, "{:?}", bar.pending);
+            assert!(bar.succeeded.1 + bar.failed.1 + bar.pending.1 <= CHART_HEIGHT);
+        }
+        let full = &drawn[2];
+        assert_eq!(full.pending.0, 0, "the tallest bar fills the chart exactly");
+        // Three segments of a third each: rounded one by one they made 102.
+        let (thirds, _) = bars(&[hour(1, 1, 1)]);
+        assert_eq!(thirds[0].pending.0, 0, "{:?}", thirds[0].pending);
     }
 }
