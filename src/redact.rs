@@ -67,6 +67,15 @@ pub fn in_text(text: &str, raw: &str, url_is_secret: bool) -> String {
     out
 }
 
+/// A stored webhook's URL as it may be shown, by its stored `format`: a
+/// chat hook's, or that of a format this build does not know (a bad row),
+/// is hidden but for its scheme and host.
+pub fn webhook_url(raw: &str, format: &str) -> String {
+    let secret = crate::registry::model::Format::parse(format)
+        .is_none_or(crate::registry::model::Format::url_is_secret);
+    url(raw, secret)
+}
+
 /// Whether `host` is a chat service's webhook host.
 pub fn is_chat_host(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -118,6 +127,17 @@ mod tests {
         );
         assert!(!shown.contains("SECRET"), "{shown}");
         assert_eq!(in_text("refused", slack, true), "refused");
+    }
+
+    #[test]
+    fn a_stored_webhook_is_shown_by_its_format() {
+        let raw = "https://chat.example.com/hook/abc";
+        assert_eq!(webhook_url(raw, "standard"), raw);
+        assert!(!webhook_url(raw, "slack").contains("abc"));
+        assert!(
+            !webhook_url(raw, "teams").contains("abc"),
+            "an unknown format hides it"
+        );
     }
 
     #[test]

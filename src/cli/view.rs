@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use crate::redact;
 use crate::registry::keys;
-use crate::registry::model::Format;
 use crate::store::manage::{StoredKey, WebhookInfo};
 
 use super::render::{opt, time};
@@ -28,11 +27,9 @@ pub struct WebhookView<'a> {
 
 impl<'a> WebhookView<'a> {
     pub fn of(info: &'a WebhookInfo) -> WebhookView<'a> {
-        // A format the daemon does not know (a bad row) hides the URL too.
-        let url_is_secret = Format::parse(&info.format).is_none_or(Format::url_is_secret);
         WebhookView {
             info,
-            url: redact::url(&info.url, url_is_secret),
+            url: redact::webhook_url(&info.url, &info.format),
             public_key: public_key(info.signing_key.as_ref()),
             previous_public_key: public_key(info.previous_signing_key.as_ref()),
             headers: info

@@ -4,16 +4,13 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::registry::model::Format;
 use crate::store::manage::AttemptInfo;
 use crate::store::manage::DeliveryInfo as Delivery;
 use crate::store::status::{HourCount, Overview, WebhookHealth, WebhookStats};
 
-/// A webhook's URL as it may be shown: a chat hook's (or a URL of a format
-/// this build does not know) is hidden but for its host.
+/// A webhook's URL as it may be shown (`redact::webhook_url`).
 pub(super) fn shown_url(webhook: &WebhookHealth) -> String {
-    let secret = Format::parse(&webhook.format).is_none_or(Format::url_is_secret);
-    crate::redact::url(&webhook.url, secret)
+    crate::redact::webhook_url(&webhook.url, &webhook.format)
 }
 
 pub(super) fn time(t: Option<DateTime<Utc>>) -> String {
