@@ -36,6 +36,7 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub clickhouse: ClickhouseConfig,
     pub registry: RegistryConfig,
+    pub changes: ChangesConfig,
     pub triggers: TriggersConfig,
     pub delivery: DeliveryConfig,
     pub http: HttpConfig,
@@ -81,6 +82,54 @@ pub struct ClickhouseConfig {
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     pub reconcile_interval_secs: u64,
+}
+
+/// Where the registry and the delivery schedule learn of changes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesConfig {
+    pub source: ChangeSource,
+    /// Tells this replica's replication slot apart from the others'.
+    pub replica_name: String,
+    /// The replication slot; empty: derived from `replica_name`.
+    pub slot_name: String,
+}
+
+/// `changes.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeSource {
+    /// LISTEN/NOTIFY, fed by the migrations' triggers.
+    Notify,
+    /// Logical replication (`pgoutput`) from a slot of this replica's own.
+    Replication,
+}
+
+impl ChangesConfig {
+    /// The slot this replica reads: `changes.slot_name`, else
+    /// `plausible_webhooks` or `plausible_webhooks_<replica_name>`.
+    pub fn slot(&self) -> String {
+        if !self.slot_name.is_empty() {
+            self.slot_name.clone()
+        } else if self.replica_name.is_empty() {
+            SLOT_PREFIX.to_string()
+        } else {
+            format!("{SLOT_PREFIX}_{}", self.replica_name)
+        }
+    }
+}
+
+/// The start of every slot name the daemon derives (and of those `doctor`
+/// and `uninstall` look after).
+pub const SLOT_PREFIX: &str = "plausible_webhooks";
+
+/// A replication slot's name as Postgres takes it: lower-case letters,
+/// digits and `_`, at most 63 bytes.
+fn is_slot_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -513,6 +562,31 @@ impl Config {
             &|| "must be between 1 and 86400".into(),
         );
 
+        let changes = &self.changes;
+        check(
+            changes.replica_name.is_empty() || is_slot_name(&changes.replica_name),
+            "changes.replica_name",
+            &|| {
+                format!(
+                    "must be lower-case letters, digits and _ (it names a replication slot), got {:?}",
+                    changes.replica_name
+                )
+            },
+        );
+        let slot_key = if changes.slot_name.is_empty() {
+            "changes.replica_name"
+        } else {
+            "changes.slot_name"
+        };
+        let replica_ok = changes.replica_name.is_empty() || is_slot_name(&changes.replica_name);
+        let derived_or_set = !changes.slot_name.is_empty() || replica_ok;
+        check(!derived_or_set || is_slot_name(&changes.slot()), slot_key, &|| {
+            format!(
+                "the replication slot name {:?} must be 1 to 63 lower-case letters, digits and _",
+                changes.slot()
+            )
+        });
+
         let tr = &self.triggers;
         check(
             (100..=60_000).contains(&tr.poll_interval_ms),
@@ -863,6 +937,21 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.delivery.retry_schedule_secs, vec![1, 2]);
+    }
+
+    #[test]
+    fn slot_names_are_derived_from_the_replica_name() {
+        let mut c = Config::defaults().changes;
+        assert_eq!(c.source, ChangeSource::Notify);
+        assert_eq!(c.slot(), "plausible_webhooks");
+        c.replica_name = "eu_1".into();
+        assert_eq!(c.slot(), "plausible_webhooks_eu_1");
+        c.slot_name = "mine".into();
+        assert_eq!(c.slot(), "mine");
+        assert!(is_slot_name("a_1"));
+        assert!(!is_slot_name("A"));
+        assert!(!is_slot_name("a-b"));
+        assert!(!is_slot_name(&"a".repeat(64)));
     }
 
     #[test]

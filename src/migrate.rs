@@ -3,10 +3,14 @@
 //! then the ClickHouse migrations while holding a Postgres advisory lock, so
 //! that concurrent runs (two replicas starting at once) are safe and the
 //! second is a no-op.
+//!
+//! Last, it fits the change source to `changes.source`: for
+//! `replication`, the publications are created (or corrected) and the
+//! NOTIFY triggers disabled; for `notify`, the triggers are enabled.
 
 use crate::analytics::{self, Analytics, AnalyticsError};
-use crate::config::Config;
-use crate::store::{self, StoreError, migration_lock};
+use crate::config::{ChangeSource, Config};
+use crate::store::{self, StoreError, migration_lock, replication};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -40,6 +44,7 @@ pub async fn migrate_with(
         let analytics = Analytics::for_migrations(&config.clickhouse);
         check_plausible(&client, &analytics).await?;
         let postgres = store::migrate(&mut client).await?;
+        fit_change_source(&client, config.changes.source).await?;
         let clickhouse = analytics::apply_migrations(&analytics, clickhouse_migrations).await?;
         Ok::<_, MigrateError>(MigrateReport {
             postgres,
@@ -50,6 +55,24 @@ pub async fn migrate_with(
     // The lock also ends with the session; an explicit release is tidier.
     let _ = migration_lock::unlock(&client).await;
     result
+}
+
+/// Publications and NOTIFY triggers as `changes.source` needs them.
+async fn fit_change_source(
+    client: &tokio_postgres::Client,
+    source: ChangeSource,
+) -> Result<(), StoreError> {
+    match source {
+        // Only when needed: ALTER TABLE locks `goals`, Plausible's own.
+        ChangeSource::Notify if replication::disabled_notify_triggers(client).await?.is_empty() => {
+            Ok(())
+        }
+        ChangeSource::Notify => replication::set_notify_triggers(client, true).await,
+        ChangeSource::Replication => {
+            replication::ensure_publications(client).await?;
+            replication::set_notify_triggers(client, false).await
+        }
+    }
 }
 
 /// Checks Plausible's tables in both databases before anything changes.

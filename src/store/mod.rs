@@ -12,6 +12,7 @@ pub(crate) mod listener;
 pub mod manage;
 mod migrations;
 pub mod plausible;
+pub mod replication;
 pub mod retention;
 pub mod status;
 pub mod tls;

@@ -205,6 +205,26 @@ fn an_invalid_value_names_the_key_and_its_source() {
             "1000000",
         ),
         ("log.level", "PLAUSIBLE_WEBHOOKS_LOG__LEVEL", "loud=="),
+        (
+            "changes.source",
+            "PLAUSIBLE_WEBHOOKS_CHANGES__SOURCE",
+            "wal",
+        ),
+        (
+            "changes.replica_name",
+            "PLAUSIBLE_WEBHOOKS_CHANGES__REPLICA_NAME",
+            "EU-1",
+        ),
+        (
+            "changes.replica_name",
+            "PLAUSIBLE_WEBHOOKS_CHANGES__REPLICA_NAME",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ),
+        (
+            "changes.slot_name",
+            "PLAUSIBLE_WEBHOOKS_CHANGES__SLOT_NAME",
+            "my-slot",
+        ),
     ];
     for (key, var, value) in cases {
         let found = problems(Config::load(&Sources {
