@@ -11,6 +11,7 @@ pub mod leases;
 pub(crate) mod listener;
 pub mod manage;
 mod migrations;
+pub mod pgoutput;
 pub mod plausible;
 pub mod replication;
 pub mod retention;

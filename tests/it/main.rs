@@ -21,6 +21,7 @@ mod goal_matching;
 mod health;
 mod install;
 mod leadership;
+mod pgoutput;
 mod postgres_schema;
 mod postgres_tls;
 mod receiver_options;
