@@ -577,7 +577,7 @@ impl Reader<'_> {
 
 /// The relations seen so far on one stream (a new Relation message for an
 /// id replaces the old one: columns added, dropped, renamed, reordered).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Relations {
     by_id: HashMap<u32, Arc<Described>>,
 }
