@@ -580,12 +580,16 @@ impl Config {
         };
         let replica_ok = changes.replica_name.is_empty() || is_slot_name(&changes.replica_name);
         let derived_or_set = !changes.slot_name.is_empty() || replica_ok;
-        check(!derived_or_set || is_slot_name(&changes.slot()), slot_key, &|| {
-            format!(
-                "the replication slot name {:?} must be 1 to 63 lower-case letters, digits and _",
-                changes.slot()
-            )
-        });
+        check(
+            !derived_or_set || is_slot_name(&changes.slot()),
+            slot_key,
+            &|| {
+                format!(
+                    "the replication slot name {:?} must be 1 to 63 lower-case letters, digits and _",
+                    changes.slot()
+                )
+            },
+        );
 
         let tr = &self.triggers;
         check(

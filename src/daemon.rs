@@ -9,7 +9,8 @@ use tokio::task::JoinHandle;
 
 use crate::analytics::{Analytics, AnalyticsError};
 use crate::changes::ChangeStream;
-use crate::config::Config;
+use crate::config::{ChangeSource, Config};
+use crate::delivery::feed::Feed;
 use crate::delivery::schedule::{DeliveryError, Scheduler};
 use crate::http::{AdminServer, HttpError};
 use crate::registry::RegistryHandle;
@@ -31,6 +32,9 @@ pub enum DaemonError {
     Http(#[from] HttpError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    /// The config asks for what this server cannot do (exit code 2).
+    #[error("refusing to start: {}", problems.join("; "))]
+    Refused { problems: Vec<String> },
     #[error("task {task} cannot be kept running: {reason}")]
     TaskFailed { task: &'static str, reason: String },
 }
@@ -72,6 +76,10 @@ pub async fn run(
         () = &mut shutdown => None,
     };
     let mut tasks = Vec::new();
+    let started = match started {
+        Some(Ok(())) => Some(check_change_source(&config, &pool).await),
+        other => other,
+    };
     let result = match started {
         Some(Err(e)) => Err(e),
         Some(Ok(())) => {
@@ -121,11 +129,17 @@ fn start_tasks(
     supervisor: &Supervisor,
 ) -> Vec<JoinHandle<()>> {
     let registry = RegistryHandle::default();
+    // In replication mode the change stream also feeds the scheduler.
+    let feed = (config.changes.source == ChangeSource::Replication).then(Feed::default);
     let mut tasks = Vec::new();
     tasks.push(supervisor.spawn("change stream", {
-        let (config, pool, registry) = (config.clone(), pool.clone(), registry.clone());
+        let (config, pool, registry, feed) =
+            (config.clone(), pool.clone(), registry.clone(), feed.clone());
         move |stop, heartbeat| {
-            let changes = ChangeStream::new(&config, pool.clone(), registry.clone())?;
+            let mut changes = ChangeStream::new(&config, pool.clone(), registry.clone())?;
+            if let Some(feed) = &feed {
+                changes = changes.with_feed(feed.clone());
+            }
             Ok::<_, DaemonError>(changes.run(stop, heartbeat))
         }
     }));
@@ -151,7 +165,10 @@ fn start_tasks(
     tasks.push(supervisor.spawn("delivery scheduler", {
         let (config, pool, registry) = (config.clone(), pool.clone(), registry.clone());
         move |stop, heartbeat| {
-            let scheduler = Scheduler::new(&config, pool.clone(), registry.clone())?;
+            let mut scheduler = Scheduler::new(&config, pool.clone(), registry.clone())?;
+            if let Some(feed) = &feed {
+                scheduler = scheduler.with_feed(feed.clone());
+            }
             Ok::<_, DaemonError>(after_load(registry.clone(), stop.clone(), async move {
                 scheduler.run(stop, heartbeat).await
             }))
@@ -264,6 +281,25 @@ async fn wait_for_databases(
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Replication mode's prerequisites (wal_level, the REPLICATION
+/// attribute, the server version, the publications), checked before any
+/// task starts: a refusal names `changes.source`.
+async fn check_change_source(
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+) -> Result<(), DaemonError> {
+    if config.changes.source != ChangeSource::Replication {
+        return Ok(());
+    }
+    let client = pool.get().await.map_err(StoreError::from)?;
+    let problems = store::replication::prerequisites(&**client).await?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DaemonError::Refused { problems })
     }
 }
 

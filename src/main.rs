@@ -127,7 +127,14 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "exiting");
             eprintln!("plausible-webhooks: {e:#}");
-            ExitCode::FAILURE
+            if matches!(
+                e.downcast_ref::<daemon::DaemonError>(),
+                Some(daemon::DaemonError::Refused { .. })
+            ) {
+                ExitCode::from(EXIT_BAD_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -64,7 +64,11 @@ async fn fit_change_source(
 ) -> Result<(), StoreError> {
     match source {
         // Only when needed: ALTER TABLE locks `goals`, Plausible's own.
-        ChangeSource::Notify if replication::disabled_notify_triggers(client).await?.is_empty() => {
+        ChangeSource::Notify
+            if replication::disabled_notify_triggers(client)
+                .await?
+                .is_empty() =>
+        {
             Ok(())
         }
         ChangeSource::Notify => replication::set_notify_triggers(client, true).await,

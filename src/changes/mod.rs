@@ -9,6 +9,15 @@
 //! again, so changes made while disconnected are never missed. A periodic
 //! reconciliation re-reads everything as a safety net and counts the drift
 //! it had to fix.
+//!
+//! With `changes.source = "replication"`, `replication` is the session
+//! instead: the committed changes themselves, streamed from a slot of this
+//! replica's own, which resumes where it stopped (no full read after a
+//! reconnect) and also feeds the delivery schedule. Both sources apply
+//! what they learn the same way: by ids, re-reading the sites they touch
+//! (`apply_ids`), and fall back on the same full read (`sync_all`).
+
+mod replication;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
@@ -17,7 +26,8 @@ use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Config;
+use crate::config::{ChangeSource, Config};
+use crate::delivery::feed::Feed;
 use crate::egress::Policy;
 use crate::registry::{RegistryHandle, UrlRules, changed_goals, changed_webhooks, row_site};
 use crate::store::listener::{Listener, Notification};
@@ -35,6 +45,8 @@ const MAX_BATCH: usize = 10_000;
 pub enum ChangesError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Replication(#[from] store::replication::ReplicationError),
     #[error("the change stream connection closed")]
     Disconnected,
 }
@@ -42,17 +54,30 @@ pub enum ChangesError {
 /// Why the registry was read in full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resync {
-    /// A session started: at start-up or after a reconnect.
-    Connect,
-    /// Notifications were lost (the queue overflowed) or unreadable.
+    /// The process started: the registry is in memory only.
+    Start,
+    /// A LISTEN session started again (notify mode).
+    Reconnect,
+    /// Notifications were lost (the queue overflowed) or unreadable, or a
+    /// streamed change could not be decoded.
     Lost,
+    /// The replication slot was made on this process's first run.
+    SlotCreated,
+    /// The replication slot was gone or invalidated, and made again.
+    SlotLost,
+    /// `webhooks`, `goals` or `sites` was truncated.
+    Truncate,
 }
 
 impl Resync {
     fn label(self) -> &'static str {
         match self {
-            Resync::Connect => "connect",
+            Resync::Start => "start",
+            Resync::Reconnect => "reconnect",
             Resync::Lost => "lost_notifications",
+            Resync::SlotCreated => "slot_created",
+            Resync::SlotLost => "slot_lost",
+            Resync::Truncate => "truncate",
         }
     }
 }
@@ -64,6 +89,13 @@ pub struct ChangeStream {
     registry: RegistryHandle,
     rules: UrlRules,
     reconcile_every: Duration,
+    source: ChangeSource,
+    /// The replication slot (used in replication mode; in notify mode, an
+    /// inactive one is dropped).
+    slot: String,
+    replication: store::replication::Target,
+    /// Where deliveries that became pending go (replication mode).
+    feed: Option<Feed>,
 }
 
 impl ChangeStream {
@@ -73,6 +105,16 @@ impl ChangeStream {
         registry: RegistryHandle,
     ) -> Result<ChangeStream, StoreError> {
         let pg = store::PgTarget::listening(&config.postgres, "plausible-webhooks changes")?;
+        let slot = config.changes.slot();
+        let replication = store::replication::Target::new(
+            &config.postgres,
+            &slot,
+            "plausible-webhooks replication",
+        )
+        .map_err(|e| match e {
+            store::replication::ReplicationError::Store(e) => e,
+            other => StoreError::TlsSettings(other.to_string()),
+        })?;
         Ok(ChangeStream {
             pool,
             pg,
@@ -82,7 +124,18 @@ impl ChangeStream {
                 policy: Policy::from_config(&config.delivery),
             },
             reconcile_every: Duration::from_secs(config.registry.reconcile_interval_secs),
+            source: config.changes.source,
+            slot,
+            replication,
+            feed: None,
         })
+    }
+
+    /// Hands deliveries that became pending to the delivery schedule (in
+    /// replication mode).
+    pub fn with_feed(mut self, feed: Feed) -> ChangeStream {
+        self.feed = Some(feed);
+        self
     }
 
     pub fn registry(&self) -> &RegistryHandle {
@@ -91,13 +144,28 @@ impl ChangeStream {
 
     /// Keeps the registry current until `shutdown` is true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, heartbeat: Heartbeat) {
+        if self.source == ChangeSource::Notify {
+            self.check_notify_mode().await;
+        }
         let mut delay = Duration::from_millis(100);
+        let mut stream = replication::StreamState::default();
+        let mut first = true;
         loop {
             heartbeat.beat();
+            let session = async {
+                match self.source {
+                    ChangeSource::Notify => self.session(&heartbeat, first).await,
+                    ChangeSource::Replication => {
+                        self.replication_session(&heartbeat, &mut stream).await
+                    }
+                }
+            };
             let result = tokio::select! {
-                r = self.session(&heartbeat) => r,
+                r = session => r,
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
+            first = false;
+            heartbeat.set_connected(false);
             metrics::gauge!("plausible_webhooks_change_stream_connected").set(0.0);
             let (error, healthy) = match result {
                 Ok(never) => match never {},
@@ -116,18 +184,54 @@ impl ChangeStream {
         }
     }
 
+    /// Notify mode at start: the triggers it needs are on, and no slot of
+    /// this replica's is left to fill the disk (a switch back from
+    /// replication mode).
+    async fn check_notify_mode(&self) {
+        let checked = async {
+            let client = self.pool.get().await.map_err(StoreError::from)?;
+            let disabled = store::replication::disabled_notify_triggers(&**client).await?;
+            if !disabled.is_empty() {
+                tracing::error!(
+                    triggers = ?disabled,
+                    "changes.source is notify but its NOTIFY triggers are disabled: run `plausible-webhooks migrate` with changes.source = \"notify\""
+                );
+            }
+            if let Some(slot) = store::replication::slot(&**client, &self.slot).await?
+                && !slot.active
+            {
+                store::replication::drop_slot(&**client, &slot.name).await?;
+                tracing::warn!(
+                    slot = %slot.name,
+                    "dropped this replica's replication slot: changes.source is notify, and an unread slot keeps WAL forever"
+                );
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = checked.await {
+            tracing::warn!(error = %e, "cannot check the notify triggers and replication slot");
+        }
+    }
+
     /// One connection's life. Returns only with an error, and whether the
     /// session got as far as a full read (so the backoff can start over).
     async fn session(
         &self,
         heartbeat: &Heartbeat,
+        first: bool,
     ) -> Result<std::convert::Infallible, (ChangesError, bool)> {
         let mut listener = Listener::connect(&self.pg, &[WEBHOOKS_CHANNEL, GOALS_CHANNEL])
             .await
             .map_err(|e| (e.into(), false))?;
-        self.resync(Resync::Connect, &mut listener.notifications)
+        let reason = if first {
+            Resync::Start
+        } else {
+            Resync::Reconnect
+        };
+        self.resync_notified(reason, &mut listener.notifications)
             .await
             .map_err(|e| (e, false))?;
+        heartbeat.set_connected(true);
         metrics::gauge!("plausible_webhooks_change_stream_connected").set(1.0);
         tracing::info!("change stream connected");
 
@@ -154,7 +258,7 @@ impl ChangeStream {
                     }
                     let lost = self.apply(&batch).await.map_err(|e| (e, true))?;
                     if lost {
-                        self.resync(Resync::Lost, &mut listener.notifications)
+                        self.resync_notified(Resync::Lost, &mut listener.notifications)
                             .await
                             .map_err(|e| (e, true))?;
                     }
@@ -165,7 +269,7 @@ impl ChangeStream {
             }
             if listener.take_overflow() {
                 tracing::warn!("change notifications overflowed; reading everything again");
-                self.resync(Resync::Lost, &mut listener.notifications)
+                self.resync_notified(Resync::Lost, &mut listener.notifications)
                     .await
                     .map_err(|e| (e, true))?;
             }
@@ -275,11 +379,23 @@ impl ChangeStream {
 
     /// Brings the registry in line with a full read, then applies whatever
     /// was notified meanwhile.
-    async fn resync(
+    async fn resync_notified(
         &self,
         reason: Resync,
         notifications: &mut mpsc::Receiver<Notification>,
     ) -> Result<(), ChangesError> {
+        self.resync(reason).await?;
+        // Anything unreadable among these is covered by the next
+        // reconciliation.
+        let pending = drain(notifications);
+        self.apply(&pending).await?;
+        self.registry.publish();
+        Ok(())
+    }
+
+    /// Brings the registry in line with a full read, counted and logged
+    /// with its reason, and publishes it.
+    async fn resync(&self, reason: Resync) -> Result<(), ChangesError> {
         let started = Instant::now();
         self.sync_all().await?;
         let stats = self.registry.stats();
@@ -293,10 +409,6 @@ impl ChangeStream {
             elapsed = ?started.elapsed(),
             "registry loaded"
         );
-        // Anything unreadable among these is covered by the next
-        // reconciliation.
-        let pending = drain(notifications);
-        self.apply(&pending).await?;
         self.registry.publish();
         Ok(())
     }
@@ -310,6 +422,15 @@ impl ChangeStream {
         let changed = self.sync_all().await?;
         let pending = drain(notifications);
         let explained = Ids::of(&pending);
+        self.count_drift(&changed, &explained);
+        self.apply(&pending).await?;
+        self.registry.publish();
+        Ok(())
+    }
+
+    /// Counts (and logs) what a reconciliation changed that `explained`
+    /// (changes known but not applied yet) does not account for.
+    fn count_drift(&self, changed: &Changed, explained: &Ids) {
         let webhooks: Vec<i64> = changed
             .webhooks
             .difference(&explained.webhooks)
@@ -333,9 +454,6 @@ impl ChangeStream {
                 "reconciliation fixed registry drift"
             );
         }
-        self.apply(&pending).await?;
-        self.registry.publish();
-        Ok(())
     }
 
     /// Applies a batch of notifications: re-reads every site they touch.
@@ -345,20 +463,34 @@ impl ChangeStream {
         if batch.is_empty() {
             return Ok(false);
         }
-        let started = Instant::now();
         let ids = Ids::of(batch);
         if ids.unreadable > 0 {
             tracing::warn!(count = ids.unreadable, "unreadable change notifications");
         }
+        self.apply_ids(&ids, batch.len()).await?;
+        Ok(ids.unreadable > 0)
+    }
+
+    /// Applies changes known by id (`count` of them): re-reads every site
+    /// the changed webhooks and goals belong to (before and after), and the
+    /// changed sites the registry holds, then publishes the registry.
+    async fn apply_ids(&self, ids: &Ids, count: usize) -> Result<(), ChangesError> {
+        let started = Instant::now();
         let client = self.pool.get().await.map_err(StoreError::from)?;
 
-        if !ids.webhooks.is_empty() {
+        if !ids.webhooks.is_empty() || !ids.sites.is_empty() {
             let changed: Vec<i64> = ids.webhooks.iter().copied().collect();
             let known: Vec<i64> = {
                 let registry = self.registry.read();
                 let sites: BTreeSet<i64> = changed
                     .iter()
                     .filter_map(|id| registry.site_of_webhook(*id))
+                    .chain(
+                        ids.sites
+                            .iter()
+                            .copied()
+                            .filter(|s| registry.site(*s).is_some()),
+                    )
                     .collect();
                 sites.into_iter().collect()
             };
@@ -392,10 +524,10 @@ impl ChangeStream {
 
         self.registry.publish();
         metrics::counter!("plausible_webhooks_registry_changes_applied_total")
-            .increment(batch.len() as u64);
+            .increment(count as u64);
         metrics::histogram!("plausible_webhooks_registry_apply_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        Ok(ids.unreadable > 0)
+        Ok(())
     }
 }
 
@@ -440,11 +572,13 @@ struct Changed {
     sites: BTreeSet<i64>,
 }
 
-/// The ids a batch of notifications names, by table.
+/// The ids a batch of changes names, by table.
 #[derive(Default)]
 struct Ids {
     webhooks: BTreeSet<i64>,
     goals: BTreeSet<i64>,
+    /// Sites whose row changed or went (replication mode).
+    sites: BTreeSet<i64>,
     unreadable: usize,
 }
 

@@ -50,6 +50,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::{Config, DeliveryConfig};
 use crate::delivery::client::DeliveryClient;
+use crate::delivery::feed::Feed;
 use crate::delivery::retry::RetryPolicy;
 use crate::registry::RegistryHandle;
 use crate::store::deliveries::{DeadEndpoints, Outcome};
@@ -104,6 +105,9 @@ pub struct Scheduler {
     host_clock_skew: TimeDelta,
     /// An inner task to fail at start (tests only).
     fault: Option<&'static str>,
+    /// The change source's feed, which replaces the LISTEN connection in
+    /// logical replication mode.
+    feed: Option<Feed>,
 }
 
 /// What the scheduler's tasks share.
@@ -193,7 +197,14 @@ impl Scheduler {
             config: config.delivery.clone(),
             host_clock_skew: TimeDelta::zero(),
             fault: None,
+            feed: None,
         })
+    }
+
+    /// Takes new work from the change source's feed instead of LISTEN.
+    pub fn with_feed(mut self, feed: Feed) -> Scheduler {
+        self.feed = Some(feed);
+        self
     }
 
     /// Reads the host clock as if it were `skew` off (for tests of the
@@ -292,10 +303,16 @@ impl Scheduler {
                 halt.clone(),
             ),
         );
-        inner.spawn(
-            "delivery listener",
-            listen::listen(self.pg.clone(), shared.clone(), halt.clone()),
-        );
+        match &self.feed {
+            Some(feed) => inner.spawn(
+                "delivery feed",
+                listen::follow(feed.subscribe(), shared.clone(), halt.clone()),
+            ),
+            None => inner.spawn(
+                "delivery listener",
+                listen::listen(self.pg.clone(), shared.clone(), halt.clone()),
+            ),
+        }
         inner
     }
 }

@@ -120,7 +120,10 @@ pub async fn ensure_publications(client: &impl GenericClient) -> Result<(), Stor
 /// Which of [`PUBLICATIONS`] exist.
 pub async fn publications(client: &impl GenericClient) -> Result<Vec<String>, StoreError> {
     let rows = client
-        .query(include_str!("sql/replication/publications_present.sql"), &[])
+        .query(
+            include_str!("sql/replication/publications_present.sql"),
+            &[],
+        )
         .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
@@ -153,7 +156,10 @@ pub async fn disabled_notify_triggers(
     client: &impl GenericClient,
 ) -> Result<Vec<String>, StoreError> {
     let rows = client
-        .query(include_str!("sql/replication/notify_triggers_disabled.sql"), &[])
+        .query(
+            include_str!("sql/replication/notify_triggers_disabled.sql"),
+            &[],
+        )
         .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
@@ -239,9 +245,11 @@ impl Target {
                     .with_port(port)
                     .with_tls(tls_config(&tls))
             }
-            None => ReplicationConfig::new("localhost", user, password, database, slot, publications)
-                .with_port(port)
-                .with_tls(tls_config(&tls)),
+            None => {
+                ReplicationConfig::new("localhost", user, password, database, slot, publications)
+                    .with_port(port)
+                    .with_tls(tls_config(&tls))
+            }
         };
         Ok(Target {
             config: config
@@ -285,8 +293,7 @@ impl Target {
             ReplicationError::SlotBusy { slot, pid }
         } else if message.contains("SQLSTATE 42704") {
             ReplicationError::SlotMissing { slot }
-        } else if message.contains("invalidated") || message.contains("can no longer get changes")
-        {
+        } else if message.contains("invalidated") || message.contains("can no longer get changes") {
             ReplicationError::SlotInvalidated {
                 slot,
                 reason: message.clone(),

@@ -61,6 +61,9 @@ struct Slot {
     last_beat_ms: AtomicU64,
     restarts: AtomicU64,
     role: AtomicU8,
+    /// Set by a task whose work needs a connection it has lost (the
+    /// change stream between sessions).
+    disconnected: AtomicBool,
     /// Why it last ended, if it did.
     last_failure: Mutex<Option<String>>,
 }
@@ -107,6 +110,9 @@ pub struct TaskReport {
     pub restarts: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
+    /// Alive, but without the connection its work needs.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disconnected: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
 }
@@ -121,7 +127,11 @@ pub struct Report {
 impl Report {
     /// The registry has loaded and every task is alive and beating.
     pub fn healthy(&self) -> bool {
-        self.registry_loaded && self.tasks.iter().all(|t| t.alive && !t.stalled)
+        self.registry_loaded
+            && self
+                .tasks
+                .iter()
+                .all(|t| t.alive && !t.stalled && !t.disconnected)
     }
 
     /// What is wrong, in words; empty when healthy.
@@ -141,6 +151,8 @@ impl Report {
                     "task {} has made no progress for {} s",
                     t.name, t.idle_secs
                 ));
+            } else if t.disconnected {
+                problems.push(format!("task {} is not connected to Postgres", t.name));
             }
         }
         problems
@@ -162,6 +174,7 @@ impl Health {
             last_beat_ms: AtomicU64::new(self.inner.now_ms()),
             restarts: AtomicU64::new(0),
             role: AtomicU8::new(Role::None.to_u8()),
+            disconnected: AtomicBool::new(false),
             last_failure: Mutex::new(None),
         });
         self.inner
@@ -200,6 +213,7 @@ impl Health {
                     stalled: idle > STALLED_AFTER,
                     restarts: s.restarts.load(Ordering::Acquire),
                     role: (role != Role::None).then(|| role.as_str()),
+                    disconnected: s.disconnected.load(Ordering::Acquire),
                     last_failure: s
                         .last_failure
                         .lock()
@@ -264,6 +278,12 @@ impl Heartbeat {
         self.slot.name
     }
 
+    /// Whether the task has the connection its work needs; a task that
+    /// has not is down in `/health/ready`, though alive.
+    pub fn set_connected(&self, connected: bool) {
+        self.slot.disconnected.store(!connected, Ordering::Release);
+    }
+
     /// Set by the supervisor when the task starts.
     pub(crate) fn started(&self) {
         self.beat();
@@ -307,6 +327,13 @@ mod tests {
         b.set_role(Role::Standby);
         assert!(health.report().healthy());
         assert_eq!(health.report().role(), Some("standby"));
+        b.set_connected(false);
+        assert_eq!(
+            health.report().problems(),
+            vec!["task b is not connected to Postgres"]
+        );
+        b.set_connected(true);
+        assert!(health.report().healthy());
     }
 
     #[test]

@@ -2,15 +2,19 @@
 //! each notified delivery in the timeline, reconnecting as needed. A
 //! (re)connection, an overflow or a payload it cannot read asks for a full
 //! read, since notifications may have been missed.
+//!
+//! In logical replication mode `follow` takes its place: the same entries,
+//! from the change source's feed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::Shared;
+use crate::delivery::feed::Item;
 use crate::store::PgTarget;
 use crate::store::listener::Listener;
 
@@ -67,4 +71,56 @@ async fn session(pg: &PgTarget, shared: &Shared) {
         shared.wake.notify_one();
     }
     tracing::warn!("delivery wake-up connection closed; reconnecting");
+}
+
+/// At most this many hints go into the timeline under one lock.
+const FOLLOW_BATCH: usize = 4096;
+
+/// Puts each hint of the change source's feed in the timeline; reads the
+/// outbox in full when asked to, or when it fell behind. Runs until `halt`
+/// (or until the feed closes, which ends the scheduler).
+pub(super) async fn follow(
+    mut feed: broadcast::Receiver<Item>,
+    shared: Arc<Shared>,
+    mut halt: watch::Receiver<bool>,
+) {
+    loop {
+        let first = tokio::select! {
+            r = feed.recv() => r,
+            _ = halt.wait_for(|stop| *stop) => return,
+        };
+        let mut next = Some(first);
+        let mut taken = 0;
+        let mut timeline = shared.timeline();
+        while let Some(received) = next.take() {
+            match received {
+                Ok(Item::Hint(h)) => timeline.insert(&h.id, h.webhook_id, h.due_ms),
+                Ok(Item::Resync) => shared.resync.notify_one(),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "the delivery feed fell behind; reading the outbox in full"
+                    );
+                    shared.resync.notify_one();
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    drop(timeline);
+                    tracing::warn!("the delivery feed closed");
+                    return;
+                }
+            }
+            taken += 1;
+            if taken < FOLLOW_BATCH {
+                next = match feed.try_recv() {
+                    Ok(item) => Some(Ok(item)),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        Some(Err(broadcast::error::RecvError::Lagged(n)))
+                    }
+                    Err(_) => None,
+                };
+            }
+        }
+        drop(timeline);
+        shared.wake.notify_one();
+    }
 }

@@ -234,55 +234,104 @@ fn server_certificates(
 /// Starts PostgreSQL with TLS on (for the certificate `postgres_certificates`
 /// makes); returns its admin URL and the CA's path.
 fn start_postgres(base: &Path) -> Result<(String, PathBuf), String> {
-    let bin = postgres_bin_dir()?;
-    let user = postgres_user()?;
-    let dir = base.join("postgres");
-    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-            .map_err(|e| format!("cannot chown {}: {e}", dir.display()))?;
-    }
-    let data = dir.join("data");
-
-    let mut initdb = Command::new(bin.join("initdb"));
-    initdb
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-locale",
-            "--no-sync",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    as_postgres_user(&mut initdb, user);
-    let out = initdb
-        .output()
-        .map_err(|e| format!("cannot run initdb: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-
-    let (ca, cert, key) = server_certificates(&dir, user)?;
+    let cluster = PgCluster::init(base, "postgres")?;
     let mut last_error = String::new();
     for _ in 0..5 {
         let port = free_port()?;
-        let log = std::fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?;
-        let mut server = Command::new(bin.join("postgres"));
-        server
+        match cluster.launch(port, &[]) {
+            Ok(child) => {
+                // The watchdog stops it; this process never waits for it.
+                std::mem::forget(child);
+                return Ok((
+                    format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                    cluster.ca.clone(),
+                ));
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    let log = std::fs::read_to_string(cluster.dir.join("postgres.log")).unwrap_or_default();
+    Err(format!("postgres did not start: {last_error}\n{log}"))
+}
+
+/// An initialised data directory with its certificates, ready to launch.
+struct PgCluster {
+    bin: PathBuf,
+    user: Option<(u32, u32)>,
+    dir: PathBuf,
+    data: PathBuf,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl PgCluster {
+    /// Runs initdb in `base/name` and writes the server's certificates.
+    fn init(base: &Path, name: &str) -> Result<PgCluster, String> {
+        let bin = postgres_bin_dir()?;
+        let user = postgres_user()?;
+        let dir = base.join(name);
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot chown {}: {e}", dir.display()))?;
+        }
+        let data = dir.join("data");
+
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
             .arg("-D")
             .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        as_postgres_user(&mut initdb, user);
+        let out = initdb
+            .output()
+            .map_err(|e| format!("cannot run initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let (ca, cert, key) = server_certificates(&dir, user)?;
+        Ok(PgCluster {
+            bin,
+            user,
+            dir,
+            data,
+            ca,
+            cert,
+            key,
+        })
+    }
+
+    /// Starts the server on `port` (with `extra` settings, `-c` pairs,
+    /// after the harness's own) and waits until it answers; a watchdog
+    /// stops it when the test process ends.
+    fn launch(&self, port: u16, extra: &[&str]) -> Result<Child, String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("postgres.log"))
+            .map_err(|e| e.to_string())?;
+        let mut server = Command::new(self.bin.join("postgres"));
+        server
+            .arg("-D")
+            .arg(&self.data)
             .args(["-p", &port.to_string()])
             .arg("-k")
-            .arg(&dir)
+            .arg(&self.dir)
             .args([
                 "-c",
                 "listen_addresses=127.0.0.1",
@@ -306,30 +355,83 @@ fn start_postgres(base: &Path) -> Result<(String, PathBuf), String> {
                 "ssl=on",
             ])
             .arg("-c")
-            .arg(format!("ssl_cert_file={}", cert.display()))
+            .arg(format!("ssl_cert_file={}", self.cert.display()))
             .arg("-c")
-            .arg(format!("ssl_key_file={}", key.display()))
+            .arg(format!("ssl_key_file={}", self.key.display()))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .process_group(0);
-        as_postgres_user(&mut server, user);
+        as_postgres_user(&mut server, self.user);
         let child = server
             .spawn()
             .map_err(|e| format!("cannot start postgres: {e}"))?;
-        watch(child.id(), &dir)?;
-        match wait_for_postgres(&bin, port, child) {
-            Ok(()) => {
-                return Ok((format!("postgres://postgres@127.0.0.1:{port}/postgres"), ca));
-            }
-            Err(e) => last_error = e,
-        }
+        watch(child.id(), &self.dir)?;
+        wait_for_postgres(&self.bin, port, child)
     }
-    let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
-    Err(format!("postgres did not start: {last_error}\n{log}"))
 }
 
-fn wait_for_postgres(bin: &Path, port: u16, mut child: Child) -> Result<(), String> {
+/// A Postgres server of one test's own, which it may stop and start again
+/// (the shared one serves every test at once). Same settings as the
+/// shared server, plus the test's.
+pub struct PrivatePostgres {
+    cluster: PgCluster,
+    port: u16,
+    extra: Vec<String>,
+    child: Option<Child>,
+    /// A superuser URL for the `postgres` database.
+    pub url: String,
+    /// The CA of its certificate (for `localhost`).
+    pub ca: PathBuf,
+}
+
+impl PrivatePostgres {
+    /// Starts one with `extra` settings (`-c`, `key=value` pairs).
+    pub fn start(extra: &[&str]) -> Result<PrivatePostgres, String> {
+        let base = make_base_dir()?;
+        let cluster = PgCluster::init(&base, "postgres")?;
+        let port = free_port()?;
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let args: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let child = cluster.launch(port, &args)?;
+        Ok(PrivatePostgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            ca: cluster.ca.clone(),
+            cluster,
+            port,
+            extra,
+            child: Some(child),
+        })
+    }
+
+    /// Stops it (a fast shutdown) and waits until it has gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGINT: Postgres's fast shutdown.
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        let args: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.child = Some(self.cluster.launch(self.port, &args)?);
+        Ok(())
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wait_for_postgres(bin: &Path, port: u16, mut child: Child) -> Result<Child, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -341,9 +443,7 @@ fn wait_for_postgres(bin: &Path, port: u16, mut child: Child) -> Result<(), Stri
             .map(|s| s.success())
             .unwrap_or(false);
         if ready {
-            // The watchdog stops it; this process never waits for it.
-            std::mem::forget(child);
-            return Ok(());
+            return Ok(child);
         }
         std::thread::sleep(Duration::from_millis(100));
     }

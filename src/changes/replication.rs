@@ -1,0 +1,378 @@
+//! The logical replication session (`changes.source = "replication"`).
+//!
+//! A session is: make sure this replica's slot can be read (create it if
+//! it is missing, or again if it was invalidated; either way then read
+//! everything once, since the slot's history is gone), read everything if
+//! the registry has never loaded in this process, then stream from the
+//! slot's confirmed position. Each streamed transaction's ids are collected
+//! from Begin to Commit and applied by id, like notifications; commits
+//! that arrived together are applied as one batch. Only once a batch is
+//! applied is its commit's end LSN acknowledged, so a crash or a cut
+//! connection resumes at the first change not yet applied, and a reconnect
+//! needs no full read. The outbox's changes are handed to the delivery
+//! schedule's feed as they arrive (hints: the schedule is a cache), so a
+//! transaction of 100,000 deliveries holds none of them here.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
+
+use super::{ChangeStream, ChangesError, Ids, MAX_BATCH, Resync};
+use crate::delivery::feed::{Hint, Item};
+use crate::store::StoreError;
+use crate::store::pgoutput::{Change, ChangeKind, Relations};
+use crate::store::replication::{self as slots, ReplicationError};
+use crate::telemetry::health::{BEAT_EVERY, Heartbeat};
+
+/// How often the slot's lag is read.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+/// At most this many commits are applied as one batch.
+const MAX_COMMITS: usize = 1000;
+
+/// What a replication session carries over to the next.
+#[derive(Debug, Default)]
+pub(super) struct StreamState {
+    /// The server said the slot can no longer be read: make it again.
+    invalidated: Option<String>,
+}
+
+/// Changes collected and not applied yet: those of the open transaction,
+/// or those of commits waiting to be applied together.
+#[derive(Default)]
+struct Pending {
+    ids: Ids,
+    /// Changes counted (for the applied-changes metric).
+    changes: usize,
+    /// Too many ids to hold, a truncation, or a change that could not be
+    /// read: read everything instead.
+    full_read: Option<Resync>,
+    /// The end of the last commit collected.
+    end_lsn: Option<Lsn>,
+    commits: usize,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.changes == 0 && self.full_read.is_none() && self.end_lsn.is_none()
+    }
+
+    fn held(&self) -> usize {
+        self.ids.webhooks.len() + self.ids.goals.len() + self.ids.sites.len()
+    }
+
+    /// A full read instead: the ids are dropped, memory stays bounded.
+    fn read_everything(&mut self, reason: Resync) {
+        self.ids = Ids::default();
+        if self.full_read.is_none() || reason == Resync::Truncate {
+            self.full_read = Some(reason);
+        }
+    }
+
+    /// Takes in a committed transaction's changes.
+    fn merge(&mut self, txn: Pending, end_lsn: Lsn) {
+        self.changes += txn.changes;
+        match txn.full_read {
+            Some(reason) => self.read_everything(reason),
+            None if self.full_read.is_none() => {
+                self.ids.webhooks.extend(txn.ids.webhooks);
+                self.ids.goals.extend(txn.ids.goals);
+                self.ids.sites.extend(txn.ids.sites);
+                if self.held() > MAX_BATCH {
+                    self.read_everything(Resync::Lost);
+                }
+            }
+            None => {}
+        }
+        self.end_lsn = Some(end_lsn);
+        self.commits += 1;
+    }
+
+    fn is_full(&self) -> bool {
+        self.commits >= MAX_COMMITS || self.held() >= MAX_BATCH
+    }
+}
+
+impl ChangeStream {
+    /// One replication connection's life. Returns only with an error, and
+    /// whether the stream got as far as starting (so the backoff can start
+    /// over).
+    pub(super) async fn replication_session(
+        &self,
+        heartbeat: &Heartbeat,
+        state: &mut StreamState,
+    ) -> Result<Infallible, (ChangesError, bool)> {
+        let read = self.prepare_slot(state).await.map_err(|e| (e, false))?;
+        if let Some(reason) = read {
+            self.resync(reason).await.map_err(|e| (e, false))?;
+            if let Some(feed) = &self.feed {
+                feed.send(Item::Resync);
+            }
+        }
+        let mut client = match self.replication.start().await {
+            Ok(client) => client,
+            Err(e) => {
+                if let ReplicationError::SlotInvalidated { reason, .. } = &e {
+                    state.invalidated = Some(reason.clone());
+                }
+                return Err((e.into(), false));
+            }
+        };
+        heartbeat.set_connected(true);
+        metrics::gauge!("plausible_webhooks_change_stream_connected").set(1.0);
+        tracing::info!(slot = %self.slot, "replication stream started");
+        let result = self.stream(&mut client, heartbeat).await;
+        client.abort();
+        if let Err(ChangesError::Replication(ReplicationError::SlotInvalidated {
+            reason, ..
+        })) = &result
+        {
+            state.invalidated = Some(reason.clone());
+        }
+        result.map_err(|e| (e, true))
+    }
+
+    /// Makes sure the slot can be read; says why everything must be read
+    /// first, if it must.
+    async fn prepare_slot(&self, state: &mut StreamState) -> Result<Option<Resync>, ChangesError> {
+        let client = self.pool.get().await.map_err(StoreError::from)?;
+        let loaded = *self.registry.subscribe().borrow() > 0;
+        let found = slots::slot(&**client, &self.slot).await?;
+        let invalidated = match (&found, state.invalidated.take()) {
+            (_, Some(reason)) => Some(reason),
+            (Some(slot), None) if slot.is_lost() => {
+                Some("its WAL was removed (max_slot_wal_keep_size)".to_string())
+            }
+            _ => None,
+        };
+        if let Some(reason) = invalidated {
+            tracing::warn!(slot = %self.slot, reason = %reason, "replication slot was invalidated; making it again and reading everything");
+            metrics::counter!("plausible_webhooks_replication_slot_recreated_total", "reason" => "invalidated").increment(1);
+            if found.is_some() {
+                slots::drop_slot(&**client, &self.slot).await?;
+            }
+            slots::create_slot(&**client, &self.slot).await?;
+            return Ok(Some(Resync::SlotLost));
+        }
+        match found {
+            Some(_) if loaded => Ok(None),
+            Some(_) => Ok(Some(Resync::Start)),
+            None if loaded => {
+                tracing::warn!(slot = %self.slot, "replication slot is gone (dropped by hand?); making it again and reading everything");
+                metrics::counter!("plausible_webhooks_replication_slot_recreated_total", "reason" => "missing").increment(1);
+                slots::create_slot(&**client, &self.slot).await?;
+                Ok(Some(Resync::SlotLost))
+            }
+            None => {
+                tracing::info!(slot = %self.slot, "creating the replication slot");
+                slots::create_slot(&**client, &self.slot).await?;
+                Ok(Some(Resync::SlotCreated))
+            }
+        }
+    }
+
+    /// Reads the stream: collects each transaction's changes, applies them
+    /// at commit (commits that arrived together as one batch) and only then
+    /// acknowledges them.
+    async fn stream(
+        &self,
+        client: &mut ReplicationClient,
+        heartbeat: &Heartbeat,
+    ) -> Result<Infallible, ChangesError> {
+        let mut relations = Relations::new();
+        let mut txn = Pending::default();
+        let mut batch = Pending::default();
+        let mut in_txn = false;
+        let mut peeked = None;
+        let mut lag = tokio::time::interval(LAG_EVERY);
+        let mut reconcile = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.reconcile_every,
+            self.reconcile_every,
+        );
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            heartbeat.beat();
+            let event = match peeked.take() {
+                Some(event) => event,
+                None => tokio::select! {
+                    event = client.recv() => event,
+                    _ = lag.tick() => {
+                        self.record_lag().await;
+                        continue;
+                    }
+                    _ = reconcile.tick() => {
+                        self.reconcile_streamed().await?;
+                        continue;
+                    }
+                    () = tokio::time::sleep(BEAT_EVERY) => continue,
+                },
+            };
+            let event = event
+                .map_err(|e| self.replication.classify(e))?
+                .ok_or(ChangesError::Disconnected)?;
+            match event {
+                ReplicationEvent::Begin { .. } => in_txn = true,
+                ReplicationEvent::XLogData { data, .. } => {
+                    self.collect(relations.apply(&data), &mut txn);
+                }
+                ReplicationEvent::Commit { end_lsn, .. } => {
+                    in_txn = false;
+                    batch.merge(std::mem::take(&mut txn), end_lsn);
+                }
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    // Everything sent before it has been applied: the slot
+                    // may move on past changes to tables not published.
+                    if !in_txn && batch.is_empty() {
+                        client.update_applied_lsn(wal_end);
+                    }
+                }
+                _ => {}
+            }
+            // Commits that arrived together are applied together: the
+            // batch waits while the next event is already here.
+            if !in_txn && !batch.is_empty() {
+                if peeked.is_none() {
+                    peeked = client.recv().now_or_never();
+                }
+                if peeked.is_none() || batch.is_full() {
+                    self.apply_batch(std::mem::take(&mut batch), client).await?;
+                }
+            }
+        }
+    }
+
+    /// Notes one decoded message's change in the open transaction.
+    fn collect(
+        &self,
+        decoded: Result<Option<Change>, crate::store::pgoutput::DecodeError>,
+        txn: &mut Pending,
+    ) {
+        let change = match decoded {
+            Ok(Some(change)) => change,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable replicated change; reading everything again");
+                txn.read_everything(Resync::Lost);
+                if let Some(feed) = &self.feed {
+                    feed.send(Item::Resync);
+                }
+                return;
+            }
+        };
+        txn.changes += 1;
+        if change.kind == ChangeKind::Truncate {
+            let tables: Vec<String> = change.truncated().iter().map(|t| t.to_string()).collect();
+            tracing::warn!(tables = ?tables, "a replicated table was truncated; reading everything again");
+            txn.read_everything(Resync::Truncate);
+            return;
+        }
+        let target = match change.table.name.as_str() {
+            "webhook_deliveries" => {
+                self.hint(&change);
+                return;
+            }
+            "webhooks" => &mut txn.ids.webhooks,
+            "goals" => &mut txn.ids.goals,
+            "sites" if change.kind == ChangeKind::Insert => return,
+            "sites" => &mut txn.ids.sites,
+            _ => return,
+        };
+        match change.i64("id") {
+            Ok(Some(id)) => {
+                if txn.full_read.is_none() {
+                    target.insert(id);
+                    if txn.held() > MAX_BATCH {
+                        txn.read_everything(Resync::Lost);
+                    }
+                }
+            }
+            Ok(None) | Err(_) => {
+                tracing::warn!(table = %change.table, "a replicated change has no readable id; reading everything again");
+                txn.read_everything(Resync::Lost);
+            }
+        }
+    }
+
+    /// Hands a delivery that may have become due to the schedule: every
+    /// pending row not under a lease (new deliveries, replays, retries and
+    /// released leases). Without the old row this passes more than the
+    /// NOTIFY trigger did (a retry the scheduler itself placed, too); a
+    /// second insert of a known delivery changes nothing.
+    fn hint(&self, change: &Change) {
+        let Some(feed) = &self.feed else {
+            return;
+        };
+        let pending = matches!(change.text("status"), Ok(Some("pending")));
+        let unleased = matches!(
+            change.column("lease_token"),
+            Some(crate::store::pgoutput::Datum::Null)
+        );
+        if !pending || !unleased {
+            return;
+        }
+        let read = (
+            change.text("id"),
+            change.i64("webhook_id"),
+            change.timestamp("next_attempt_at"),
+        );
+        match read {
+            (Ok(Some(id)), Ok(Some(webhook_id)), Ok(Some(due))) => feed.send(Item::Hint(Hint {
+                id: id.to_string(),
+                webhook_id,
+                due_ms: due.timestamp_millis(),
+            })),
+            _ => {
+                tracing::warn!(
+                    "a replicated delivery could not be read; reading the outbox in full"
+                );
+                feed.send(Item::Resync);
+            }
+        }
+    }
+
+    /// Applies a batch, then acknowledges its last commit.
+    async fn apply_batch(
+        &self,
+        batch: Pending,
+        client: &ReplicationClient,
+    ) -> Result<(), ChangesError> {
+        match batch.full_read {
+            Some(reason) => self.resync(reason).await?,
+            None if batch.held() > 0 => self.apply_ids(&batch.ids, batch.changes).await?,
+            None => {}
+        }
+        if let Some(lsn) = batch.end_lsn {
+            client.update_applied_lsn(lsn);
+            metrics::gauge!("plausible_webhooks_replication_applied_lsn").set(lsn.as_u64() as f64);
+        }
+        Ok(())
+    }
+
+    /// A full read as a safety net, as in notify mode. Changes streamed but
+    /// not applied yet may show as drift.
+    async fn reconcile_streamed(&self) -> Result<(), ChangesError> {
+        let changed = self.sync_all().await?;
+        self.count_drift(&changed, &Ids::default());
+        self.registry.publish();
+        Ok(())
+    }
+
+    /// Reads how far the slot's confirmed position is behind the WAL.
+    async fn record_lag(&self) {
+        let read = async {
+            let client = self.pool.get().await.map_err(StoreError::from)?;
+            Ok::<_, StoreError>(slots::slot(&**client, &self.slot).await?)
+        };
+        match read.await {
+            Ok(Some(slot)) => {
+                if let Some(lag) = slot.lag_bytes {
+                    metrics::gauge!("plausible_webhooks_replication_slot_lag_bytes")
+                        .set(lag as f64);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read the replication slot's lag"),
+        }
+    }
+}
