@@ -1,0 +1,368 @@
+//! The logical replication change source against real servers (the
+//! harness's Postgres runs with `wal_level = logical`): every change kind
+//! reaches the registry and the delivery feed; positions survive a SIGKILL,
+//! a Postgres restart and a dropped slot; a 100,000-row transaction; the
+//! refusals; TLS; switching modes.
+
+use std::time::Duration;
+
+use plausible_webhooks::changes::ChangeStream;
+use plausible_webhooks::config::{ChangeSource, Config, PostgresUrl};
+use plausible_webhooks::delivery::feed::{Feed, Item};
+use plausible_webhooks::registry::RegistryHandle;
+use plausible_webhooks::store::replication;
+use plausible_webhooks::telemetry::health::Heartbeat;
+use tokio::sync::{broadcast, watch};
+use tokio_postgres::Client;
+
+use crate::daemon::{http_get, log_lines, signal, spawn, wait_exit, wait_until_ready};
+use crate::postgres_schema::SECRET;
+use crate::registry::eventually;
+use crate::support::servers::PrivatePostgres;
+use crate::support::{
+    POSTGRES_FIXTURE, TestClickhouse, TestPostgres, config, config_env, config_pg, connect,
+    wait_for,
+};
+
+/// A replica name no other test uses (slot names are cluster-wide).
+fn replica_name(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("t{}_{tag}_{nanos:x}", std::process::id())
+}
+
+/// Replication mode for `config`, with a replica name of its own.
+fn replicating(config: &mut Config, tag: &str) {
+    config.changes.source = ChangeSource::Replication;
+    config.changes.replica_name = replica_name(tag);
+    config.registry.reconcile_interval_secs = 3600;
+}
+
+/// What `migrate` does in replication mode, on a migrated database.
+async fn publish(client: &Client) {
+    replication::ensure_publications(client).await.unwrap();
+    replication::set_notify_triggers(client, false)
+        .await
+        .unwrap();
+}
+
+/// Drops a slot once nobody holds it (at most 10 s), on drop: every test
+/// leaves no slot behind, failed or not.
+struct SlotGuard {
+    url: String,
+    slot: String,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let (url, slot) = (self.url.clone(), self.slot.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                else {
+                    return;
+                };
+                tokio::spawn(conn);
+                for _ in 0..100 {
+                    let dropped = client
+                        .execute(
+                            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                             WHERE slot_name = $1 AND NOT active",
+                            &[&slot],
+                        )
+                        .await;
+                    let left = client
+                        .query_opt(
+                            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                            &[&slot],
+                        )
+                        .await;
+                    if dropped.is_ok() && matches!(left, Ok(None)) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn guard(config: &Config) -> SlotGuard {
+    SlotGuard {
+        url: config.postgres.url.expose().to_string(),
+        slot: config.changes.slot(),
+    }
+}
+
+/// A change stream in replication mode on `registry`; stops when dropped.
+struct Stream {
+    registry: RegistryHandle,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Stream {
+    async fn start(config: &Config, registry: RegistryHandle, feed: &Feed) -> Stream {
+        let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
+        let stream = ChangeStream::new(config, pool, registry.clone())
+            .unwrap()
+            .with_feed(feed.clone());
+        let (stop, stop_rx) = watch::channel(false);
+        let loaded = *registry.subscribe().borrow();
+        let task = tokio::spawn(stream.run(stop_rx, Heartbeat::detached()));
+        let mut version = registry.subscribe();
+        if loaded == 0 {
+            tokio::time::timeout(Duration::from_secs(20), version.wait_for(|v| *v > 0))
+                .await
+                .expect("the registry loads")
+                .unwrap();
+        }
+        Stream {
+            registry,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the stream and waits until its session has ended.
+    async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Waits until the slot is held by a session (the stream is reading).
+async fn until_active(client: &Client, slot: &str) {
+    wait_for("the slot is active", Duration::from_secs(20), async || {
+        replication::slot(client, slot)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.active)
+    })
+    .await;
+}
+
+async fn site(client: &Client, id: i64) {
+    client
+        .execute(
+            "INSERT INTO sites (id, domain) VALUES ($1, $2)",
+            &[&id, &format!("site{id}.example.com")],
+        )
+        .await
+        .unwrap();
+}
+
+async fn webhook(client: &Client, site_id: i64, url: &str) -> i64 {
+    client
+        .query_one(
+            "INSERT INTO webhooks (site_id, url, secret, event_types, spike_threshold) \
+             VALUES ($1, $2, $3, ARRAY['traffic.spike', 'goal.completed'], 50) RETURNING id",
+            &[&site_id, &url, &SECRET],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn delivery(client: &Client, webhook_id: i64) -> String {
+    client
+        .query_one(
+            "INSERT INTO webhook_deliveries (webhook_id, event_type, payload) \
+             VALUES ($1, 'webhook.test', '{\"type\": \"webhook.test\"}') RETURNING id::text",
+            &[&webhook_id],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Waits for a hint for delivery `id` on the feed (other items are passed
+/// over).
+async fn hinted(feed: &mut broadcast::Receiver<Item>, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, feed.recv()).await {
+            Ok(Ok(Item::Hint(h))) if h.id == id => return,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("the feed failed: {e}"),
+            Err(_) => panic!("no hint for delivery {id} within 10 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_kind_reaches_the_registry_and_the_schedule() {
+    let db = TestPostgres::migrated().await;
+    let client = db.client().await;
+    publish(&client).await;
+    let mut config = config_pg(&db);
+    replicating(&mut config, "kinds");
+    let _slot = guard(&config);
+    let feed = Feed::default();
+    let mut hints = feed.subscribe();
+    site(&client, 1).await;
+    site(&client, 2).await;
+    let before = webhook(&client, 1, "https://before.example.com/hook").await;
+    let stream = Stream::start(&config, RegistryHandle::default(), &feed).await;
+    let registry = &stream.registry;
+    assert!(registry.read().webhook(before).is_some());
+    until_active(&client, &config.changes.slot()).await;
+
+    // Webhooks: insert, update, move to another site, disable, delete.
+    let id = webhook(&client, 1, "https://new.example.com/hook").await;
+    eventually(registry, "the inserted webhook shows", |r| {
+        r.webhook(id).is_some()
+    })
+    .await;
+    client
+        .execute(
+            "UPDATE webhooks SET url = 'https://changed.example.com/hook' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    eventually(registry, "the update shows", |r| {
+        r.webhook(id)
+            .is_some_and(|w| w.url.as_str() == "https://changed.example.com/hook")
+    })
+    .await;
+    client
+        .execute("UPDATE webhooks SET site_id = 2 WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    eventually(registry, "the move shows", |r| {
+        r.site_of_webhook(id) == Some(2)
+    })
+    .await;
+    client
+        .execute("UPDATE webhooks SET enabled = false WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    eventually(registry, "the disabled webhook goes", |r| {
+        r.webhook(id).is_none()
+    })
+    .await;
+    client
+        .execute("DELETE FROM webhooks WHERE id = $1", &[&before])
+        .await
+        .unwrap();
+    eventually(registry, "the deleted webhook goes", |r| {
+        r.webhook(before).is_none()
+    })
+    .await;
+
+    // Goals: insert, update, delete.
+    let kept = webhook(&client, 1, "https://kept.example.com/hook").await;
+    let goal: i64 = client
+        .query_one(
+            "INSERT INTO goals (site_id, event_name, display_name) VALUES (1, 'Signup', 'Signup') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    eventually(registry, "the goal shows", |r| {
+        r.site(1).is_some_and(|s| s.goals.iter().any(|g| g.id == goal))
+    })
+    .await;
+    client
+        .execute(
+            "UPDATE goals SET event_name = 'Purchase', display_name = 'Purchase' WHERE id = $1",
+            &[&goal],
+        )
+        .await
+        .unwrap();
+    eventually(registry, "the goal's update shows", |r| {
+        r.site(1)
+            .is_some_and(|s| s.goals.iter().any(|g| g.display_name == "Purchase"))
+    })
+    .await;
+    client
+        .execute("DELETE FROM goals WHERE id = $1", &[&goal])
+        .await
+        .unwrap();
+    eventually(registry, "the deleted goal goes", |r| {
+        r.site(1).is_some_and(|s| s.goals.is_empty())
+    })
+    .await;
+
+    // Sites: a domain change, then a delete.
+    client
+        .execute(
+            "UPDATE sites SET domain = 'renamed.example.com' WHERE id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    eventually(registry, "the domain change shows", |r| {
+        r.site(1).is_some_and(|s| s.domain == "renamed.example.com")
+    })
+    .await;
+
+    // The outbox: a new delivery, a replay; a lease is not a hint.
+    let d = delivery(&client, kept).await;
+    hinted(&mut hints, &d).await;
+    client
+        .execute(
+            "UPDATE webhook_deliveries SET status = 'failed' WHERE id = $1",
+            &[&d],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now() WHERE id = $1",
+            &[&d],
+        )
+        .await
+        .unwrap();
+    hinted(&mut hints, &d).await;
+
+    client
+        .execute("DELETE FROM sites WHERE id = 1", &[])
+        .await
+        .unwrap();
+    eventually(registry, "the deleted site goes", |r| {
+        r.webhook(kept).is_none() && r.site(1).is_none()
+    })
+    .await;
+
+    // A truncation: everything is read again.
+    let again = webhook(&client, 2, "https://again.example.com/hook").await;
+    eventually(registry, "the webhook shows", |r| r.webhook(again).is_some()).await;
+    client
+        .batch_execute("TRUNCATE webhooks CASCADE")
+        .await
+        .unwrap();
+    eventually(registry, "the truncated table is empty here too", |r| {
+        r.webhook(again).is_none()
+    })
+    .await;
+
+    // None of it needed a NOTIFY trigger.
+    assert_eq!(
+        replication::disabled_notify_triggers(&client)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    stream.stop().await;
+}
