@@ -279,7 +279,8 @@ async fn every_change_kind_reaches_the_registry_and_the_schedule() {
         .unwrap()
         .get(0);
     eventually(registry, "the goal shows", |r| {
-        r.site(1).is_some_and(|s| s.goals.iter().any(|g| g.id == goal))
+        r.site(1)
+            .is_some_and(|s| s.goals.iter().any(|g| g.id == goal))
     })
     .await;
     client
@@ -346,7 +347,10 @@ async fn every_change_kind_reaches_the_registry_and_the_schedule() {
 
     // A truncation: everything is read again.
     let again = webhook(&client, 2, "https://again.example.com/hook").await;
-    eventually(registry, "the webhook shows", |r| r.webhook(again).is_some()).await;
+    eventually(registry, "the webhook shows", |r| {
+        r.webhook(again).is_some()
+    })
+    .await;
     client
         .batch_execute("TRUNCATE webhooks CASCADE")
         .await
@@ -365,4 +369,212 @@ async fn every_change_kind_reaches_the_registry_and_the_schedule() {
         4
     );
     stream.stop().await;
+}
+
+/// The daemon's environment in replication mode with this replica name.
+fn replication_env(config: &Config) -> Vec<(String, String)> {
+    let mut env = config_env(config);
+    env.push((
+        "PLAUSIBLE_WEBHOOKS_CHANGES__SOURCE".into(),
+        match config.changes.source {
+            ChangeSource::Notify => "notify".into(),
+            ChangeSource::Replication => "replication".into(),
+        },
+    ));
+    env.push((
+        "PLAUSIBLE_WEBHOOKS_CHANGES__REPLICA_NAME".into(),
+        config.changes.replica_name.clone(),
+    ));
+    env
+}
+
+/// A running daemon binary and its admin address.
+struct Daemon {
+    child: std::process::Child,
+    addr: String,
+    logs: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Daemon {
+    fn run(env: &[(String, String)]) -> Daemon {
+        let mut child = spawn("run", env);
+        let logs = log_lines(&mut child);
+        let listening = crate::daemon::wait_for_message(&logs, "admin http server listening");
+        let addr = listening["listen"].as_str().unwrap().to_string();
+        wait_until_ready(&addr);
+        Daemon { child, addr, logs }
+    }
+
+    /// A metric's value (`name` with its labels as the exporter writes
+    /// them); 0 when absent.
+    fn metric(&self, name: &str) -> f64 {
+        let (_, body) = http_get(&self.addr, "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    async fn until_metric(&self, what: &str, name: &str, check: impl Fn(f64) -> bool) {
+        wait_for(what, Duration::from_secs(20), async || {
+            check(self.metric(name))
+        })
+        .await;
+    }
+
+    fn resyncs(&self, reason: &str) -> f64 {
+        self.metric(&format!(
+            "plausible_webhooks_registry_resyncs_total{{reason=\"{reason}\"}}"
+        ))
+    }
+
+    fn kill(mut self) {
+        signal(&self.child, "KILL");
+        wait_exit(&mut self.child, Duration::from_secs(10));
+    }
+
+    fn stop(mut self) {
+        signal(&self.child, "TERM");
+        assert!(wait_exit(&mut self.child, Duration::from_secs(30)).success());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const WEBHOOKS: &str = "plausible_webhooks_registry_webhooks";
+const APPLIED: &str = "plausible_webhooks_registry_changes_applied_total";
+
+/// A migrated database (Plausible's tables, the daemon's, the
+/// publications) and ClickHouse, for the binary in replication mode.
+async fn binary_setup(tag: &str) -> (TestPostgres, TestClickhouse, Config) {
+    let pg = TestPostgres::with_plausible().await;
+    let ch = TestClickhouse::new().await;
+    let mut config = config(&pg, &ch);
+    replicating(&mut config, tag);
+    let mut migrate = spawn("migrate", &replication_env(&config));
+    assert!(wait_exit(&mut migrate, Duration::from_secs(60)).success());
+    (pg, ch, config)
+}
+
+/// The WAL position now, and a wait until the slot has confirmed it.
+async fn until_confirmed(client: &Client, slot: &str) {
+    let now: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    wait_for("the slot confirms the WAL's end", Duration::from_secs(20), async || {
+        client
+            .query_one(
+                "SELECT coalesce(confirmed_flush_lsn >= $2::text::pg_lsn, false) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot, &now],
+            )
+            .await
+            .is_ok_and(|r| r.get::<_, bool>(0))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigkill_the_daemon_resumes_from_its_slot_applying_each_change_once() {
+    let (pg, _ch, config) = binary_setup("kill").await;
+    let _slot = guard(&config);
+    let env = replication_env(&config);
+    let client = pg.client().await;
+    site(&client, 1).await;
+    webhook(&client, 1, "https://one.example.com/hook").await;
+
+    let daemon = Daemon::run(&env);
+    assert_eq!(daemon.resyncs("slot_created"), 1.0);
+    assert_eq!(daemon.metric(WEBHOOKS), 1.0);
+    until_confirmed(&client, &config.changes.slot()).await;
+    daemon.kill();
+
+    // Made while it is down: three inserts, an update, a delete.
+    let a = webhook(&client, 1, "https://a.example.com/hook").await;
+    webhook(&client, 1, "https://b.example.com/hook").await;
+    webhook(&client, 1, "https://c.example.com/hook").await;
+    client
+        .execute(
+            "UPDATE webhooks SET url = 'https://a2.example.com/hook' WHERE id = $1",
+            &[&a],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "DELETE FROM webhooks WHERE url = 'https://b.example.com/hook'",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let daemon = Daemon::run(&env);
+    // The process loads its registry once (it is in memory), then streams
+    // the five changes from where the slot stood: none twice, and no
+    // full read for a lost slot or lost notifications.
+    daemon
+        .until_metric("the five changes are applied", APPLIED, |v| v >= 5.0)
+        .await;
+    until_confirmed(&client, &config.changes.slot()).await;
+    assert_eq!(daemon.metric(APPLIED), 5.0);
+    assert_eq!(daemon.metric(WEBHOOKS), 3.0);
+    assert_eq!(daemon.resyncs("start"), 1.0);
+    assert_eq!(daemon.resyncs("slot_created"), 0.0);
+    assert_eq!(daemon.resyncs("slot_lost"), 0.0);
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_slot_is_made_again_with_one_full_read_and_nothing_lost() {
+    let (pg, _ch, config) = binary_setup("dropped").await;
+    let _slot = guard(&config);
+    let env = replication_env(&config);
+    let client = pg.client().await;
+    site(&client, 1).await;
+    let daemon = Daemon::run(&env);
+    let slot = config.changes.slot();
+    until_active(&client, &slot).await;
+
+    // Dropped by hand: its walsender is ended first (the daemon may take
+    // it again in between, so until the drop succeeds).
+    wait_for("the slot is dropped", Duration::from_secs(20), async || {
+        let _ = client
+            .execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                &[&slot],
+            )
+            .await;
+        client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await
+            .is_ok()
+    })
+    .await;
+    // Made while there is no slot: only a full read can find it.
+    webhook(&client, 1, "https://while-gone.example.com/hook").await;
+    daemon
+        .until_metric(
+            "the webhook made while the slot was gone shows",
+            WEBHOOKS,
+            |v| v == 1.0,
+        )
+        .await;
+    assert_eq!(daemon.resyncs("slot_lost"), 1.0);
+    assert_eq!(
+        daemon.metric("plausible_webhooks_replication_slot_recreated_total{reason=\"missing\"}"),
+        1.0
+    );
+    // And the new slot streams.
+    until_active(&client, &slot).await;
+    webhook(&client, 1, "https://after.example.com/hook").await;
+    daemon
+        .until_metric("the next webhook shows", WEBHOOKS, |v| v == 2.0)
+        .await;
+    assert_eq!(daemon.resyncs("slot_lost"), 1.0);
+    daemon.stop();
 }
