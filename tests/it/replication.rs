@@ -578,3 +578,281 @@ async fn a_dropped_slot_is_made_again_with_one_full_read_and_nothing_lost() {
     assert_eq!(daemon.resyncs("slot_lost"), 1.0);
     daemon.stop();
 }
+
+/// A database `plausible` on a private server, with Plausible's tables,
+/// the daemon's migrations and its publications; its URL.
+async fn database_on(server: &PrivatePostgres) -> String {
+    let admin = connect(&server.url).await;
+    admin
+        .batch_execute("CREATE DATABASE plausible")
+        .await
+        .unwrap();
+    let base = server.url.rsplit_once('/').map_or("", |(base, _)| base);
+    let url = format!("{base}/plausible");
+    let mut client = connect(&url).await;
+    client.batch_execute(POSTGRES_FIXTURE).await.unwrap();
+    plausible_webhooks::store::migrate(&mut client)
+        .await
+        .unwrap();
+    publish(&client).await;
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_is_survived() {
+    let mut server = tokio::task::spawn_blocking(|| PrivatePostgres::start(&[]))
+        .await
+        .unwrap()
+        .unwrap();
+    let url = database_on(&server).await;
+    let mut config = Config::defaults();
+    config.postgres.url = PostgresUrl::new(url.clone());
+    replicating(&mut config, "restart");
+    let client = connect(&url).await;
+    site(&client, 1).await;
+    let feed = Feed::default();
+    let stream = Stream::start(&config, RegistryHandle::default(), &feed).await;
+    let first = webhook(&client, 1, "https://first.example.com/hook").await;
+    eventually(&stream.registry, "the first webhook shows", |r| {
+        r.webhook(first).is_some()
+    })
+    .await;
+
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart().unwrap();
+        server
+    })
+    .await
+    .unwrap();
+    let client = connect(&url).await;
+    let second = webhook(&client, 1, "https://second.example.com/hook").await;
+    eventually(
+        &stream.registry,
+        "a webhook made after the restart shows",
+        |r| r.webhook(second).is_some() && r.webhook(first).is_some(),
+    )
+    .await;
+    stream.stop().await;
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_of_100000_outbox_rows_is_applied() {
+    let db = TestPostgres::migrated().await;
+    let client = db.client().await;
+    publish(&client).await;
+    let mut config = config_pg(&db);
+    replicating(&mut config, "large");
+    let _slot = guard(&config);
+    site(&client, 1).await;
+    let hook = webhook(&client, 1, "https://large.example.com/hook").await;
+    let feed = Feed::default();
+    let mut hints = feed.subscribe();
+    let stream = Stream::start(&config, RegistryHandle::default(), &feed).await;
+    until_active(&client, &config.changes.slot()).await;
+
+    let started = std::time::Instant::now();
+    client
+        .execute(
+            "INSERT INTO webhook_deliveries (webhook_id, event_type, payload) \
+             SELECT $1, 'webhook.test', '{\"type\": \"webhook.test\"}' FROM generate_series(1, 100000)",
+            &[&hook],
+        )
+        .await
+        .unwrap();
+    // Every row reaches the feed, or (behind by more than it buffers) the
+    // feed says to read the outbox in full: either way the schedule gets
+    // all of them.
+    let mut seen = 0;
+    let mut resync = false;
+    while seen < 100_000 && !resync {
+        match tokio::time::timeout(Duration::from_secs(60), hints.recv()).await {
+            Ok(Ok(Item::Hint(_))) => seen += 1,
+            Ok(Ok(Item::Resync)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => resync = true,
+            other => panic!("the feed stopped after {seen} hints: {other:?}"),
+        }
+    }
+    until_confirmed(&client, &config.changes.slot()).await;
+    eprintln!(
+        "100,000 outbox rows streamed and acknowledged in {:?} ({seen} hints{})",
+        started.elapsed(),
+        if resync { ", then a full read" } else { "" }
+    );
+    assert!(stream.registry.read().webhook(hook).is_some());
+    stream.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_runs_over_tls_verifying_the_server() {
+    let db = TestPostgres::migrated().await;
+    let client = db.client().await;
+    publish(&client).await;
+    let Some(ca) = crate::support::servers().postgres_ca.clone() else {
+        return; // a server named by DATABASE_URL: no CA known
+    };
+    let mut config = config_pg(&db);
+    let url = db.url.replace("127.0.0.1", "localhost");
+    config.postgres.url = PostgresUrl::new(format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    ));
+    replicating(&mut config, "tls");
+    let _slot = guard(&config);
+    site(&client, 1).await;
+    let feed = Feed::default();
+    let stream = Stream::start(&config, RegistryHandle::default(), &feed).await;
+    until_active(&client, &config.changes.slot()).await;
+    let id = webhook(&client, 1, "https://tls.example.com/hook").await;
+    eventually(&stream.registry, "the webhook shows", |r| {
+        r.webhook(id).is_some()
+    })
+    .await;
+    let encrypted: bool = client
+        .query_one(
+            "SELECT coalesce(bool_and(s.ssl), false) FROM pg_stat_replication AS r \
+             JOIN pg_stat_ssl AS s USING (pid) WHERE r.application_name = 'plausible-webhooks replication' \
+             AND r.pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1)",
+            &[&config.changes.slot()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the replication connection is not encrypted");
+    stream.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_replication_or_publications_is_refused() {
+    let db = TestPostgres::migrated().await;
+    let client = db.client().await;
+    // No publications yet: `migrate` is named.
+    let problems = replication::prerequisites(&client).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("migrate"), "{problems:?}");
+    publish(&client).await;
+    assert!(
+        replication::prerequisites(&client)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let role = format!("norepl_{}", replica_name("role"));
+    client
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .await
+        .unwrap();
+    let url = db.url.replace("postgres@", &format!("{role}@"));
+    let as_role = connect(&url).await;
+    let problems = replication::prerequisites(&as_role).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("REPLICATION") && problems[0].contains("changes.source"),
+        "{problems:?}"
+    );
+    drop(as_role);
+    let _ = client.batch_execute(&format!("DROP ROLE {role}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_level_replica_refuses_replication_mode_with_exit_code_2() {
+    let server =
+        tokio::task::spawn_blocking(|| PrivatePostgres::start(&["-c", "wal_level=replica"]))
+            .await
+            .unwrap()
+            .unwrap();
+    let url = database_on(&server).await;
+    let ch = TestClickhouse::new().await;
+    let pg = TestPostgres {
+        name: "plausible".into(),
+        url,
+    };
+    let mut config = config(&pg, &ch);
+    replicating(&mut config, "replica");
+    let mut daemon = spawn("run", &replication_env(&config));
+    let status = wait_exit(&mut daemon, Duration::from_secs(60));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut daemon.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("changes.source") && err.contains("wal_level = logical"),
+        "{err}"
+    );
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_between_notify_and_replication_both_ways_loses_nothing() {
+    let pg = TestPostgres::with_plausible().await;
+    let ch = TestClickhouse::new().await;
+    let mut notify = config(&pg, &ch);
+    notify.changes.replica_name = replica_name("switch");
+    let mut replicate = notify.clone();
+    replicate.changes.source = ChangeSource::Replication;
+    let _slot = guard(&replicate);
+    let migrate = |config: &Config| {
+        let mut child = spawn("migrate", &replication_env(config));
+        assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
+    };
+    let client = pg.client().await;
+
+    migrate(&notify);
+    site(&client, 1).await;
+    let daemon = Daemon::run(&replication_env(&notify));
+    let a = webhook(&client, 1, "https://a.example.com/hook").await;
+    daemon
+        .until_metric("a shows (notify)", WEBHOOKS, |v| v == 1.0)
+        .await;
+    daemon.stop();
+
+    // To replication: what changed in between is in the start's full read.
+    webhook(&client, 1, "https://b.example.com/hook").await;
+    migrate(&replicate);
+    assert_eq!(
+        replication::disabled_notify_triggers(&client)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    let daemon = Daemon::run(&replication_env(&replicate));
+    daemon
+        .until_metric("b shows (replication)", WEBHOOKS, |v| v == 2.0)
+        .await;
+    webhook(&client, 1, "https://c.example.com/hook").await;
+    daemon
+        .until_metric("c shows (replication)", WEBHOOKS, |v| v == 3.0)
+        .await;
+    daemon.stop();
+
+    // And back: the triggers are on again, the slot is dropped.
+    webhook(&client, 1, "https://d.example.com/hook").await;
+    client
+        .execute("DELETE FROM webhooks WHERE id = $1", &[&a])
+        .await
+        .unwrap();
+    migrate(&notify);
+    assert!(
+        replication::disabled_notify_triggers(&client)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let daemon = Daemon::run(&replication_env(&notify));
+    daemon
+        .until_metric("b, c and d show (notify)", WEBHOOKS, |v| v == 3.0)
+        .await;
+    wait_for("the slot is dropped", Duration::from_secs(10), async || {
+        replication::slot(&client, &replicate.changes.slot())
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+    webhook(&client, 1, "https://e.example.com/hook").await;
+    daemon
+        .until_metric("e shows (notify)", WEBHOOKS, |v| v == 4.0)
+        .await;
+    let _ = &daemon.logs;
+    daemon.stop();
+}
