@@ -28,6 +28,9 @@ use crate::telemetry::health::{BEAT_EVERY, Heartbeat};
 
 /// How often the slot's lag is read.
 const LAG_EVERY: Duration = Duration::from_secs(5);
+/// How long a streamed commit may take to become visible before its rows
+/// are read anyway.
+const VISIBLE_WITHIN: Duration = Duration::from_secs(5);
 /// At most this many commits are applied as one batch.
 const MAX_COMMITS: usize = 1000;
 
@@ -51,6 +54,8 @@ struct Pending {
     /// The end of the last commit collected.
     end_lsn: Option<Lsn>,
     commits: usize,
+    /// The transactions collected, to wait until they are visible.
+    xids: Vec<u32>,
 }
 
 impl Pending {
@@ -87,6 +92,7 @@ impl Pending {
         }
         self.end_lsn = Some(end_lsn);
         self.commits += 1;
+        self.xids.extend(txn.xids);
     }
 
     fn is_full(&self) -> bool {
@@ -212,7 +218,10 @@ impl ChangeStream {
                 .map_err(|e| self.replication.classify(e))?
                 .ok_or(ChangesError::Disconnected)?;
             match event {
-                ReplicationEvent::Begin { .. } => in_txn = true,
+                ReplicationEvent::Begin { xid, .. } => {
+                    in_txn = true;
+                    txn.xids.push(xid);
+                }
                 ReplicationEvent::XLogData { data, .. } => {
                     self.collect(relations.apply(&data), &mut txn);
                 }
@@ -337,6 +346,10 @@ impl ChangeStream {
         batch: Pending,
         client: &ReplicationClient,
     ) -> Result<(), ChangesError> {
+        if batch.full_read.is_some() || batch.held() > 0 {
+            let pooled = self.pool.get().await.map_err(StoreError::from)?;
+            slots::until_visible(&**pooled, &batch.xids, VISIBLE_WITHIN).await?;
+        }
         match batch.full_read {
             Some(reason) => self.resync(reason).await?,
             None if batch.held() > 0 => self.apply_ids(&batch.ids, batch.changes).await?,

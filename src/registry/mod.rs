@@ -136,9 +136,21 @@ impl Registry {
         for row in rows {
             by_site.entry(row_site(&row)).or_default().push(row);
         }
+        // Every site's old webhooks go before any site's new ones come: a
+        // webhook that moved between two of them must not be removed
+        // again with its old site after its new site added it.
+        let was_active: Vec<i64> = by_site
+            .keys()
+            .filter(|s| self.sites.contains_key(s))
+            .copied()
+            .collect();
+        for site_id in by_site.keys() {
+            self.remove_site_webhooks(*site_id);
+        }
         let mut applied = Applied::default();
         for (site_id, rows) in by_site {
-            if self.replace_site(site_id, rows, rules, &mut applied.verdicts) {
+            self.add_site(site_id, rows, rules, &mut applied.verdicts);
+            if !was_active.contains(&site_id) && self.sites.contains_key(&site_id) {
                 applied.new_sites.push(site_id);
             }
         }

@@ -109,6 +109,30 @@ pub async fn drop_slot(client: &impl GenericClient, name: &str) -> Result<(), St
     Ok(())
 }
 
+/// Waits (at most `limit`) until the transactions `xids` are visible to
+/// new snapshots: a streamed commit can arrive just before it is.
+pub async fn until_visible(
+    client: &impl GenericClient,
+    xids: &[u32],
+    limit: Duration,
+) -> Result<(), StoreError> {
+    if xids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = xids.iter().map(|x| i64::from(*x)).collect();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let running: i64 = client
+            .query_one(include_str!("sql/replication/xacts_running.sql"), &[&ids])
+            .await?
+            .try_get(0)?;
+        if running == 0 || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// `migrate` in replication mode: creates or corrects the publications.
 pub async fn ensure_publications(client: &impl GenericClient) -> Result<(), StoreError> {
     client

@@ -26,6 +26,7 @@ mod postgres_schema;
 mod postgres_tls;
 mod receiver_options;
 mod registry;
+mod replication;
 mod retention;
 mod signing;
 mod status;
