@@ -5,8 +5,8 @@ use chrono::Utc;
 
 use super::render;
 use crate::analytics::{Analytics, install};
-use crate::config::Config;
-use crate::store::{self, manage};
+use crate::config::{ChangeSource, Config, SLOT_PREFIX};
+use crate::store::{self, manage, replication};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -47,13 +47,20 @@ const LAG_WARN_SECS: u32 = 60;
 const LAG_FAIL_SECS: u32 = 600;
 /// A due delivery waiting longer than this means no daemon delivers.
 const OVERDUE_FAIL_SECS: f64 = 300.0;
+/// A replication slot further behind than this fails the check: its WAL
+/// is filling Postgres's disk.
+const SLOT_LAG_FAIL_BYTES: i64 = 1 << 30;
 
 /// Runs every check; true when none failed.
 pub async fn run(config: &Config, json: bool) -> bool {
     let analytics = Analytics::new(&config.clickhouse);
     // One connection serves every Postgres check.
     let (mut checks, client) = match store::connect(&config.postgres).await {
-        Ok(client) => (postgres_checks(config, &client).await, Some(client)),
+        Ok(client) => {
+            let mut checks = postgres_checks(config, &client).await;
+            checks.extend(change_source_checks(config, &client).await);
+            (checks, Some(client))
+        }
         Err(e) => (
             vec![check("postgres connection", Verdict::Fail, e.to_string())],
             None,
@@ -110,6 +117,99 @@ async fn postgres_checks(config: &Config, client: &tokio_postgres::Client) -> Ve
         Err(e) => check("postgres schema", Verdict::Fail, e.to_string()),
     });
     checks
+}
+
+/// The change source: in notify mode its triggers are on; in replication
+/// mode the server can stream; and no slot of the daemon's is lost,
+/// inactive or lagging (an unread slot keeps WAL forever).
+async fn change_source_checks(config: &Config, client: &tokio_postgres::Client) -> Vec<Check> {
+    let mut checks = Vec::new();
+    match config.changes.source {
+        ChangeSource::Notify => checks.push(match replication::disabled_notify_triggers(client).await {
+            Ok(disabled) if disabled.is_empty() => {
+                check("change source", Verdict::Ok, "notify: its triggers are on")
+            }
+            Ok(disabled) => check(
+                "change source",
+                Verdict::Fail,
+                format!(
+                    "notify, but its triggers {} are disabled (left by replication mode): run `plausible-webhooks migrate` with changes.source = \"notify\"",
+                    disabled.join(", ")
+                ),
+            ),
+            Err(e) => check("change source", Verdict::Fail, e.to_string()),
+        }),
+        ChangeSource::Replication => checks.push(match replication::prerequisites(client).await {
+            Ok(problems) if problems.is_empty() => check(
+                "change source",
+                Verdict::Ok,
+                format!("replication from slot {}", config.changes.slot()),
+            ),
+            Ok(problems) => check("change source", Verdict::Fail, problems.join("; ")),
+            Err(e) => check("change source", Verdict::Fail, e.to_string()),
+        }),
+    }
+    let mut slots = match replication::slots(client, SLOT_PREFIX).await {
+        Ok(slots) => slots,
+        Err(e) => {
+            checks.push(check("replication slots", Verdict::Fail, e.to_string()));
+            return checks;
+        }
+    };
+    if !slots.iter().any(|s| s.name == config.changes.slot())
+        && let Ok(Some(own)) = replication::slot(client, &config.changes.slot()).await
+    {
+        slots.push(own);
+    }
+    for slot in slots {
+        checks.push(slot_check(&slot));
+    }
+    checks
+}
+
+fn slot_check(slot: &replication::Slot) -> Check {
+    let lag = slot.lag_bytes.unwrap_or(0);
+    let mib = lag / (1 << 20);
+    let (verdict, detail) = if slot.is_lost() {
+        (
+            Verdict::Fail,
+            format!(
+                "{} was invalidated (its WAL was removed): a daemon reading it makes it again with a full read; if none does, `uninstall` or pg_drop_replication_slot removes it",
+                slot.name
+            ),
+        )
+    } else if lag > SLOT_LAG_FAIL_BYTES {
+        (
+            Verdict::Fail,
+            format!(
+                "{} is {mib} MiB behind{}: Postgres keeps that WAL for it; set max_slot_wal_keep_size, and drop the slot if no daemon reads it",
+                slot.name,
+                if slot.active {
+                    ""
+                } else {
+                    " and no daemon reads it"
+                }
+            ),
+        )
+    } else if !slot.active {
+        (
+            Verdict::Warn,
+            format!(
+                "{} is not being read ({mib} MiB behind): an unread slot keeps WAL forever; start its daemon, or drop it (`uninstall`, or a daemon in notify mode with this replica name)",
+                slot.name
+            ),
+        )
+    } else {
+        (
+            Verdict::Ok,
+            format!(
+                "{} is read by PID {} ({mib} MiB behind)",
+                slot.name,
+                slot.active_pid.unwrap_or(0)
+            ),
+        )
+    };
+    check("replication slot", verdict, detail)
 }
 
 async fn clickhouse_checks(config: &Config, analytics: &Analytics) -> Vec<Check> {

@@ -108,7 +108,7 @@ fn describe_metrics() {
     );
     metrics::describe_counter!(
         "plausible_webhooks_registry_changes_applied_total",
-        "Change notifications applied to the registry."
+        "Changes (notifications or streamed rows) applied to the registry."
     );
     metrics::describe_histogram!(
         "plausible_webhooks_registry_apply_duration_seconds",
@@ -117,7 +117,20 @@ fn describe_metrics() {
     );
     metrics::describe_counter!(
         "plausible_webhooks_registry_resyncs_total",
-        "Full reads of the webhooks and goals tables, by reason."
+        "Full reads of the webhooks and goals tables, by reason (start, reconnect, lost_notifications, slot_created, slot_lost, truncate)."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_replication_slot_lag_bytes",
+        metrics::Unit::Bytes,
+        "How far this replica's replication slot's confirmed position is behind the server's WAL."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_replication_applied_lsn",
+        "The WAL position (as a number) up to which streamed changes were applied and acknowledged."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_replication_slot_recreated_total",
+        "Times the replication slot was made again (missing or invalidated), each with a full read."
     );
     metrics::describe_counter!(
         "plausible_webhooks_registry_reconciliations_total",

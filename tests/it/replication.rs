@@ -856,3 +856,61 @@ async fn switching_between_notify_and_replication_both_ways_loses_nothing() {
     let _ = &daemon.logs;
     daemon.stop();
 }
+
+fn run_tool(env: &[(String, String)], args: &[&str]) -> (Option<i32>, String) {
+    let out = crate::support::binary()
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_flags_unread_slots_and_disabled_triggers_and_uninstall_drops_slots_and_publications()
+ {
+    let (pg, _ch, config) = binary_setup("doctor").await;
+    let _slot = guard(&config);
+    let client = pg.client().await;
+    let slot = config.changes.slot();
+    replication::create_slot(&client, &slot).await.unwrap();
+
+    let env = replication_env(&config);
+    let (code, report) = run_tool(&env, &["doctor"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("ok    change source: replication from slot"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("warn  replication slot: {slot} is not being read")),
+        "{report}"
+    );
+
+    // The same install in notify mode, its triggers left disabled.
+    let mut notify = config.clone();
+    notify.changes.source = ChangeSource::Notify;
+    let (code, report) = run_tool(&replication_env(&notify), &["doctor"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("FAIL  change source: notify, but its triggers"),
+        "{report}"
+    );
+
+    let (code, out) = run_tool(&env, &["uninstall", "--yes"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("removed replication slots: {slot}")),
+        "{out}"
+    );
+    assert!(replication::slot(&client, &slot).await.unwrap().is_none());
+    assert!(replication::publications(&client).await.unwrap().is_empty());
+}
