@@ -229,12 +229,10 @@ impl ChangeStream {
                     in_txn = false;
                     batch.merge(std::mem::take(&mut txn), end_lsn);
                 }
-                ReplicationEvent::KeepAlive { wal_end, .. } => {
-                    // Everything sent before it has been applied: the slot
-                    // may move on past changes to tables not published.
-                    if !in_txn && batch.is_empty() {
-                        client.update_applied_lsn(wal_end);
-                    }
+                // Everything sent before it has been applied: the slot may
+                // move on past changes to tables not published.
+                ReplicationEvent::KeepAlive { wal_end, .. } if !in_txn && batch.is_empty() => {
+                    client.update_applied_lsn(wal_end);
                 }
                 _ => {}
             }
@@ -375,7 +373,7 @@ impl ChangeStream {
     async fn record_lag(&self) {
         let read = async {
             let client = self.pool.get().await.map_err(StoreError::from)?;
-            Ok::<_, StoreError>(slots::slot(&**client, &self.slot).await?)
+            slots::slot(&**client, &self.slot).await
         };
         match read.await {
             Ok(Some(slot)) => {
