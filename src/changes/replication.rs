@@ -387,3 +387,45 @@ impl ChangeStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn txn(webhooks: impl IntoIterator<Item = i64>) -> Pending {
+        let mut t = Pending::default();
+        t.ids.webhooks.extend(webhooks);
+        t.changes = t.ids.webhooks.len();
+        t
+    }
+
+    #[test]
+    fn a_batch_keeps_ids_up_to_its_bound_then_reads_everything() {
+        let mut batch = Pending::default();
+        assert!(batch.is_empty());
+        batch.merge(txn([1, 2]), Lsn(10));
+        assert_eq!(batch.held(), 2);
+        assert_eq!(batch.end_lsn, Some(Lsn(10)));
+        batch.merge(txn(3..=(MAX_BATCH as i64 + 5)), Lsn(20));
+        assert_eq!(batch.full_read, Some(Resync::Lost));
+        assert_eq!(batch.held(), 0, "the ids are dropped: memory stays bounded");
+        assert_eq!(batch.end_lsn, Some(Lsn(20)));
+        // Later ids are not kept either; the full read covers them.
+        batch.merge(txn([7]), Lsn(30));
+        assert_eq!(batch.held(), 0);
+        assert_eq!(batch.commits, 3);
+    }
+
+    #[test]
+    fn a_truncation_is_the_reason_given() {
+        let mut batch = Pending::default();
+        let mut t = txn([1]);
+        t.read_everything(Resync::Lost);
+        batch.merge(t, Lsn(1));
+        let mut t = txn([]);
+        t.read_everything(Resync::Truncate);
+        batch.merge(t, Lsn(2));
+        assert_eq!(batch.full_read, Some(Resync::Truncate));
+        assert!(!batch.is_empty());
+    }
+}

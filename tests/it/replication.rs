@@ -1006,3 +1006,69 @@ async fn doctor_flags_unread_slots_and_disabled_triggers_and_uninstall_drops_slo
     assert!(replication::slot(&client, &slot).await.unwrap().is_none());
     assert!(replication::publications(&client).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_invalidated_by_max_slot_wal_keep_size_is_made_again_with_one_full_read() {
+    let server = tokio::task::spawn_blocking(|| {
+        PrivatePostgres::start(&["-c", "max_slot_wal_keep_size=1MB"])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let url = database_on(&server).await;
+    let ch = TestClickhouse::new().await;
+    let pg = TestPostgres {
+        name: "plausible".into(),
+        url: url.clone(),
+    };
+    let mut config = config(&pg, &ch);
+    replicating(&mut config, "lost");
+    let env = replication_env(&config);
+    let mut migrate = spawn("migrate", &env);
+    assert!(wait_exit(&mut migrate, Duration::from_secs(60)).success());
+    let client = connect(&url).await;
+    site(&client, 1).await;
+    webhook(&client, 1, "https://first.example.com/hook").await;
+    let daemon = Daemon::run(&env);
+    assert_eq!(daemon.metric(WEBHOOKS), 1.0);
+    daemon.stop();
+
+    // Unread, the slot falls behind by more than Postgres may keep for it.
+    let slot = config.changes.slot();
+    client
+        .batch_execute("CREATE TABLE filler (n int)")
+        .await
+        .unwrap();
+    wait_for("the slot is invalidated", Duration::from_secs(60), async || {
+        client
+            .batch_execute(
+                "INSERT INTO filler SELECT generate_series(1, 1000); SELECT pg_switch_wal(); CHECKPOINT",
+            )
+            .await
+            .unwrap();
+        replication::slot(&client, &slot)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.is_lost())
+    })
+    .await;
+    webhook(&client, 1, "https://while-lost.example.com/hook").await;
+
+    let daemon = Daemon::run(&env);
+    daemon
+        .until_metric("the webhook made meanwhile shows", WEBHOOKS, |v| v == 2.0)
+        .await;
+    assert_eq!(
+        daemon
+            .metric("plausible_webhooks_replication_slot_recreated_total{reason=\"invalidated\"}"),
+        1.0
+    );
+    assert_eq!(daemon.resyncs("slot_lost"), 1.0);
+    until_active(&client, &slot).await;
+    webhook(&client, 1, "https://after.example.com/hook").await;
+    daemon
+        .until_metric("the new slot streams", WEBHOOKS, |v| v == 3.0)
+        .await;
+    daemon.stop();
+    drop(server);
+}
