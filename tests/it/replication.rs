@@ -996,7 +996,21 @@ async fn doctor_flags_unread_slots_and_disabled_triggers_and_uninstall_drops_slo
         report.contains("FAIL  change source: notify, but its triggers"),
         "{report}"
     );
+    // And a daemon started so says so.
+    let mut daemon = spawn("run", &replication_env(&notify));
+    let logs = log_lines(&mut daemon);
+    let line = crate::daemon::wait_for_message(
+        &logs,
+        "changes.source is notify but its NOTIFY triggers are disabled: run `plausible-webhooks migrate` with changes.source = \"notify\"",
+    );
+    assert_eq!(line["level"], "ERROR", "{line}");
+    // Stopped before its registry loaded, it still stops.
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
+    // In notify mode, its unread slot was dropped.
+    assert!(replication::slot(&client, &slot).await.unwrap().is_none());
 
+    replication::create_slot(&client, &slot).await.unwrap();
     let (code, out) = run_tool(&env, &["uninstall", "--yes"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
