@@ -32,6 +32,8 @@ pub enum DaemonError {
     Http(#[from] HttpError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Changes(#[from] crate::changes::ChangesError),
     /// The config asks for what this server cannot do (exit code 2).
     #[error("refusing to start: {}", problems.join("; "))]
     Refused { problems: Vec<String> },
