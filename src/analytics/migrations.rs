@@ -125,8 +125,8 @@ pub async fn apply_migrations(
         analytics
             .run(|c| {
                 c.query(&analytics.render(include_str!("sql/record_migration.sql")))
-                    .bind(&migration.version)
-                    .bind(&migration.name)
+                    .bind(migration.version)
+                    .bind(migration.name)
                     .bind(migration.checksum())
                     .execute()
             })

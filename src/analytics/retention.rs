@@ -120,7 +120,7 @@ pub async fn drop_partition(
         .run(|c| {
             c.query(&sql)
                 .bind(clickhouse::sql::Identifier(partition.table.name()))
-                .bind(&partition.value)
+                .bind(partition.value)
                 .execute()
         })
         .await

@@ -38,7 +38,7 @@ pub async fn changed_buckets(
 ) -> Result<Vec<ChangedBucket>, AnalyticsError> {
     let sql = analytics.render(include_str!("sql/changed_buckets.sql"));
     analytics
-        .run(|c| c.query(&sql).bind(&since).bind(&until).fetch_all())
+        .run(|c| c.query(&sql).bind(since).bind(until).fetch_all())
         .await
 }
 
@@ -207,7 +207,7 @@ async fn visitors_chunk(
         .run(|c| {
             c.query(&sql)
                 .bind(&sites)
-                .bind(&earliest)
+                .bind(earliest)
                 .bind(&cols.idx)
                 .bind(&cols.site)
                 .bind(&cols.from)
@@ -402,7 +402,7 @@ pub async fn site_visitors(
     }
     let sql = analytics.render(include_str!("sql/site_visitors.sql"));
     analytics
-        .run(|c| c.query(&sql).bind(&sites).bind(&since_minute).fetch_all())
+        .run(|c| c.query(&sql).bind(sites).bind(since_minute).fetch_all())
         .await
 }
 
@@ -416,7 +416,7 @@ pub async fn sites_with_data(
     }
     let sql = analytics.render(include_str!("sql/sites_with_data.sql"));
     analytics
-        .run(|c| c.query(&sql).bind(&sites).fetch_all())
+        .run(|c| c.query(&sql).bind(sites).fetch_all())
         .await
 }
 
@@ -433,7 +433,7 @@ pub async fn top(
     };
     let sql = analytics.render(template);
     let ranked: Vec<Ranked> = analytics
-        .run(|c| c.query(&sql).bind(&site_id).bind(&since).fetch_all())
+        .run(|c| c.query(&sql).bind(site_id).bind(since).fetch_all())
         .await?;
     Ok(ranked.into_iter().map(|r| (r.value, r.visitors)).collect())
 }

@@ -18,9 +18,9 @@ use crate::triggers::World;
 
 /// The cluster with every replica running, and the cluster tests' lock;
 /// `None` (the test passes) when ZooKeeper is not installed.
-fn cluster_for_test() -> Option<(&'static Cluster, std::sync::MutexGuard<'static, ()>)> {
+async fn cluster_for_test() -> Option<(&'static Cluster, tokio::sync::MutexGuard<'static, ()>)> {
     let cluster = cluster::cluster()?;
-    let guard = cluster::lock();
+    let guard = cluster::lock().await;
     for replica in &cluster.replicas {
         replica.start();
     }
@@ -180,7 +180,7 @@ async fn spikes(w: &World) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_refuses_without_the_cluster_then_installs_on_every_replica() {
-    let Some((cluster, _guard)) = cluster_for_test() else {
+    let Some((cluster, _guard)) = cluster_for_test().await else {
         return;
     };
     let pg = TestPostgres::with_plausible().await;
@@ -289,7 +289,7 @@ async fn migrate_refuses_without_the_cluster_then_installs_on_every_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn goals_and_spikes_count_once_wherever_inserts_land_and_however_often_retried() {
-    let Some((cluster, _guard)) = cluster_for_test() else {
+    let Some((cluster, _guard)) = cluster_for_test().await else {
         return;
     };
     let w = cluster_world(cluster).await;
@@ -351,7 +351,7 @@ async fn goals_and_spikes_count_once_wherever_inserts_land_and_however_often_ret
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopped_mid_stream_loses_nothing_and_the_engine_fails_over() {
-    let Some((cluster, _guard)) = cluster_for_test() else {
+    let Some((cluster, _guard)) = cluster_for_test().await else {
         return;
     };
     let w = cluster_world(cluster).await;
@@ -405,4 +405,43 @@ async fn a_replica_stopped_mid_stream_loses_nothing_and_the_engine_fails_over() 
             4
         );
     }
+}
+
+/// Failover on the single test server: an unreachable `clickhouse.url`
+/// moves queries to the next URL, and an SQL error moves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_fails_over_on_unreachable_urls_and_not_on_sql_errors() {
+    let ch = TestClickhouse::new().await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    let mut config = ch.config.clone();
+    config.url = closed.clone();
+    config.failover_urls = vec![ch.config.url.clone()];
+    let analytics = Analytics::new(&config);
+    assert!(
+        analytics.version().await.is_ok(),
+        "answered by the failover URL"
+    );
+    assert_eq!(
+        analytics.current_url().trim_end_matches('/'),
+        ch.config.url,
+        "stays on the URL that answered"
+    );
+
+    config.url = ch.config.url.clone();
+    config.failover_urls = vec![closed];
+    let analytics = Analytics::new(&config);
+    assert!(
+        analytics
+            .execute("SELECT no_such_column FROM system.one")
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        analytics.current_url().trim_end_matches('/'),
+        ch.config.url,
+        "an SQL error is an answer"
+    );
 }

@@ -80,9 +80,9 @@ pub fn cluster() -> Option<&'static Cluster> {
 
 /// Serialises the cluster tests: they share the two servers, and one of
 /// them stops a replica.
-pub fn lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 fn start() -> Result<Cluster, String> {
