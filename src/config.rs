@@ -521,6 +521,17 @@ impl Config {
                 )
             });
         }
+        let has_userinfo = |u: &String| {
+            url::Url::parse(u).is_ok_and(|p| !p.username().is_empty() || p.password().is_some())
+        };
+        if let Some(bad) = ch.failover_urls.iter().find(|u| has_userinfo(u)) {
+            check(false, "clickhouse.failover_urls", &|| {
+                format!(
+                    "must not carry a user or password (clickhouse.user and clickhouse.password apply to every URL), got {:?}",
+                    crate::redact::url(bad, false)
+                )
+            });
+        }
         check(!ch.user.is_empty(), "clickhouse.user", &|| {
             "must not be empty".into()
         });
