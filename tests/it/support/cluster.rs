@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::{
-    free_port, launch_clickhouse, make_base_dir, prepare_clickhouse_dir, watch,
+    clickhouse_command, free_port, launch_clickhouse, make_base_dir, prepare_clickhouse_dir, watch,
     write_clickhouse_config,
 };
 
@@ -64,10 +64,20 @@ pub fn cluster() -> Option<&'static Cluster> {
     static CLUSTER_SERVERS: OnceLock<Option<Cluster>> = OnceLock::new();
     CLUSTER_SERVERS
         .get_or_init(|| {
-            if !Path::new(ZOOKEEPER_JAR).exists() {
+            let java = Command::new("java")
+                .arg("-version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !Path::new(ZOOKEEPER_JAR).exists() || !java {
                 eprintln!(
-                    "skipping the replicated ClickHouse tests: ZooKeeper is not installed ({ZOOKEEPER_JAR}; Debian's `zookeeper` package, which scripts/test installs as root)"
+                    "skipping the replicated ClickHouse tests: ZooKeeper is not installed ({ZOOKEEPER_JAR} and java; Debian's `zookeeper` package, which scripts/test installs as root)"
                 );
+                return None;
+            }
+            if let Err(e) = clickhouse_command() {
+                eprintln!("skipping the replicated ClickHouse tests: {e}");
                 return None;
             }
             match start() {
