@@ -198,6 +198,10 @@ async fn migrate_refuses_without_the_cluster_then_installs_on_every_replica() {
         "names the server's clusters: {stderr}"
     );
     assert!(catalog(a, &db).await.is_empty());
+    // doctor (and readiness, through the same check) says the same.
+    let (code, stdout, _) = run_binary(&config, &["doctor"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("Set clickhouse.cluster"), "{stdout}");
     config.clickhouse.cluster = "no_such_cluster".into();
     let (code, _, stderr) = run_binary(&config, &["migrate"]);
     assert_eq!(code, 2, "{stderr}");
