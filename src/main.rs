@@ -127,7 +127,13 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "exiting");
             eprintln!("plausible-webhooks: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<migrate::MigrateError>()
+                .is_some_and(|m| m.is_config_refusal())
+            {
+                ExitCode::from(EXIT_BAD_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
