@@ -232,7 +232,7 @@ async fn clickhouse_checks(config: &Config, analytics: &Analytics) -> Vec<Check>
         Verdict::Ok,
         format!(
             "ClickHouse {version} at {}, {tls}, as {}{}",
-            origin(&config.clickhouse.url),
+            origin(&analytics.current_url()),
             config.clickhouse.user,
             if readonly { " (read-only)" } else { "" }
         ),
@@ -265,7 +265,52 @@ async fn clickhouse_checks(config: &Config, analytics: &Analytics) -> Vec<Check>
         Ok(problems) => check("clickhouse views", Verdict::Fail, problems.join("; ")),
         Err(e) => check("clickhouse views", Verdict::Fail, e.to_string()),
     });
+    if config.clickhouse.cluster.is_empty() && config.clickhouse.failover_urls.is_empty() {
+        return checks;
+    }
+    checks.push(replica_check(config, readonly).await);
     checks
+}
+
+/// The daemon's views and tables on every configured URL (each replica
+/// fires only its own views, so each must have them all), and the cluster.
+async fn replica_check(config: &Config, readonly: bool) -> Check {
+    let cluster = if config.clickhouse.cluster.is_empty() {
+        "no cluster configured".to_string()
+    } else {
+        format!("cluster {}", config.clickhouse.cluster)
+    };
+    let mut failed = Vec::new();
+    let mut unreachable = Vec::new();
+    let urls = Analytics::each_url(&config.clickhouse);
+    for (shown, replica) in &urls {
+        if readonly {
+            let _ = replica.probe().await;
+        }
+        match install::check_objects(replica).await {
+            Ok(problems) if problems.is_empty() => {}
+            Ok(problems) => failed.push(format!("{shown}: {}", problems.join("; "))),
+            Err(e) => unreachable.push(format!("{shown}: {e}")),
+        }
+    }
+    if !failed.is_empty() {
+        return check("clickhouse replicas", Verdict::Fail, failed.join("; "));
+    }
+    if !unreachable.is_empty() {
+        return check(
+            "clickhouse replicas",
+            Verdict::Warn,
+            format!("{cluster}; cannot check {}", unreachable.join("; ")),
+        );
+    }
+    check(
+        "clickhouse replicas",
+        Verdict::Ok,
+        format!(
+            "{cluster}; every view and table on each of {} URLs",
+            urls.len()
+        ),
+    )
 }
 
 /// The trigger cursor's lag behind the newest insert, and the outbox.

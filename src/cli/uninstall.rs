@@ -61,9 +61,16 @@ pub async fn run(config: &Config, yes: bool) -> Result<(), CliError> {
 
 fn print_plan(config: &Config) {
     let views: Vec<String> = install::all_objects().into_iter().map(|o| o.name).collect();
+    let place = if config.clickhouse.cluster.is_empty() {
+        config.clickhouse.database.clone()
+    } else {
+        format!(
+            "{}, on every replica of cluster {}",
+            config.clickhouse.database, config.clickhouse.cluster
+        )
+    };
     println!(
-        "This removes from ClickHouse ({}): {}, {}",
-        config.clickhouse.database,
+        "This removes from ClickHouse ({place}): {}, {}",
         views.join(", "),
         install::MIGRATIONS_TABLE
     );

@@ -86,6 +86,10 @@ fn describe_metrics() {
         "plausible_webhooks_task_restarts_total",
         "Times a long-lived task ended or panicked and was started again, by task."
     );
+    metrics::describe_counter!(
+        "plausible_webhooks_clickhouse_failovers_total",
+        "Times a ClickHouse query moved to another of the configured URLs, by the URL moved to."
+    );
     metrics::describe_gauge!(
         "plausible_webhooks_change_stream_connected",
         "1 while the LISTEN connection is up and the registry loaded, else 0."
