@@ -376,3 +376,44 @@ fn origin(url: &str) -> String {
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_else(|_| "(an unparsable URL)".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(active: bool, wal_status: &str, lag_bytes: i64) -> replication::Slot {
+        replication::Slot {
+            name: "plausible_webhooks_a".into(),
+            active,
+            active_pid: active.then_some(42),
+            wal_status: Some(wal_status.into()),
+            lag_bytes: Some(lag_bytes),
+        }
+    }
+
+    #[test]
+    fn slots_that_keep_wal_are_flagged() {
+        assert_eq!(
+            slot_check(&slot(true, "reserved", 1 << 20)).verdict,
+            Verdict::Ok
+        );
+        let unread = slot_check(&slot(false, "reserved", 1 << 20));
+        assert_eq!(unread.verdict, Verdict::Warn);
+        assert!(
+            unread.detail.contains("not being read"),
+            "{}",
+            unread.detail
+        );
+        let lagging = slot_check(&slot(true, "extended", 2 << 30));
+        assert_eq!(lagging.verdict, Verdict::Fail);
+        assert!(
+            lagging.detail.contains("2048 MiB behind"),
+            "{}",
+            lagging.detail
+        );
+        assert!(lagging.detail.contains("max_slot_wal_keep_size"));
+        let lost = slot_check(&slot(false, "lost", 0));
+        assert_eq!(lost.verdict, Verdict::Fail);
+        assert!(lost.detail.contains("invalidated"), "{}", lost.detail);
+    }
+}
