@@ -76,6 +76,12 @@ pub struct ClickhouseConfig {
     /// tables; `run` only reads and may use a `readonly = 1` user).
     pub migrate_user: String,
     pub migrate_password: Secret,
+    /// The ClickHouse cluster (`remote_servers`) whose replicas hold
+    /// Plausible's replicated events table; empty: a single server.
+    pub cluster: String,
+    /// More URLs of the same data (other replicas), tried in order when the
+    /// current one cannot be reached; same user, password and TLS.
+    pub failover_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -541,6 +547,40 @@ impl Config {
                 )
             },
         );
+        check(
+            ch.cluster.is_empty() || is_identifier(&ch.cluster),
+            "clickhouse.cluster",
+            &|| {
+                format!(
+                    "must be empty or a plain identifier (letters, digits, _), got {:?}",
+                    ch.cluster
+                )
+            },
+        );
+        check(
+            ch.failover_urls.len() <= 16,
+            "clickhouse.failover_urls",
+            &|| "must list at most 16 URLs".into(),
+        );
+        if let Some(bad) = ch.failover_urls.iter().find(|u| !is_http_url(u)) {
+            check(false, "clickhouse.failover_urls", &|| {
+                format!(
+                    "must list http:// or https:// URLs, got {:?}",
+                    crate::redact::url(bad, false)
+                )
+            });
+        }
+        let has_userinfo = |u: &String| {
+            url::Url::parse(u).is_ok_and(|p| !p.username().is_empty() || p.password().is_some())
+        };
+        if let Some(bad) = ch.failover_urls.iter().find(|u| has_userinfo(u)) {
+            check(false, "clickhouse.failover_urls", &|| {
+                format!(
+                    "must not carry a user or password (clickhouse.user and clickhouse.password apply to every URL), got {:?}",
+                    crate::redact::url(bad, false)
+                )
+            });
+        }
         check(!ch.user.is_empty(), "clickhouse.user", &|| {
             "must not be empty".into()
         });

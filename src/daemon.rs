@@ -32,6 +32,8 @@ pub enum DaemonError {
     Http(#[from] HttpError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Changes(#[from] crate::changes::ChangesError),
     /// The config asks for what this server cannot do (exit code 2).
     #[error("refusing to start: {}", problems.join("; "))]
     Refused { problems: Vec<String> },
@@ -84,7 +86,7 @@ pub async fn run(
         Some(Err(e)) => Err(e),
         Some(Ok(())) => {
             let (supervisor, mut fatal) = Supervisor::new(health.clone(), stop_rx.clone());
-            tasks = start_tasks(&config, &pool, &analytics, &health, &supervisor);
+            tasks = start_tasks(&config, &pool, &analytics, &health, &supervisor, &stop_rx);
             tasks.push(tokio::spawn(watchdog(health.clone(), stop_rx.clone())));
             metrics::gauge!("plausible_webhooks_up").set(1.0);
             tracing::info!(version = env!("CARGO_PKG_VERSION"), "ready");
@@ -127,6 +129,7 @@ fn start_tasks(
     analytics: &Analytics,
     health: &Health,
     supervisor: &Supervisor,
+    stop: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let registry = RegistryHandle::default();
     // In replication mode the change stream also feeds the scheduler.
@@ -146,6 +149,7 @@ fn start_tasks(
     tasks.push(tokio::spawn(announce_loaded(
         registry.clone(),
         health.clone(),
+        stop.clone(),
     )));
     tasks.push(supervisor.spawn("trigger engine", {
         let (config, pool, analytics, registry) = (
@@ -206,10 +210,19 @@ async fn after_load(
 }
 
 /// Marks the registry loaded in the health report, and tells systemd the
-/// daemon is ready, after the first full read.
-async fn announce_loaded(registry: RegistryHandle, health: Health) {
+/// daemon is ready, after the first full read (unless shutdown comes
+/// first: a stop before the registry loaded must not wait for it).
+async fn announce_loaded(
+    registry: RegistryHandle,
+    health: Health,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut version = registry.subscribe();
-    if version.wait_for(|v| *v > 0).await.is_ok() {
+    let loaded = tokio::select! {
+        r = version.wait_for(|v| *v > 0) => r.is_ok(),
+        _ = stop.wait_for(|stop| *stop) => false,
+    };
+    if loaded {
         health.set_registry_loaded();
         tracing::info!("registry loaded");
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {

@@ -127,10 +127,13 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "exiting");
             eprintln!("plausible-webhooks: {e:#}");
-            if matches!(
+            let refused = matches!(
                 e.downcast_ref::<daemon::DaemonError>(),
                 Some(daemon::DaemonError::Refused { .. })
-            ) {
+            ) || e
+                .downcast_ref::<migrate::MigrateError>()
+                .is_some_and(|m| m.is_config_refusal());
+            if refused {
                 ExitCode::from(EXIT_BAD_CONFIG)
             } else {
                 ExitCode::FAILURE

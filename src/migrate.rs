@@ -2,7 +2,8 @@
 //! daemon reads (changing nothing if not), then applies the Postgres and
 //! then the ClickHouse migrations while holding a Postgres advisory lock, so
 //! that concurrent runs (two replicas starting at once) are safe and the
-//! second is a no-op.
+//! second is a no-op. On a replicated ClickHouse it refuses, changing
+//! nothing, unless `clickhouse.cluster` names the cluster.
 //!
 //! Last, it fits the change source to `changes.source`: for
 //! `replication`, the publications are created (or corrected) and the
@@ -20,6 +21,15 @@ pub enum MigrateError {
     Analytics(#[from] AnalyticsError),
     #[error("Plausible's schema lacks what the daemon reads, so nothing was changed:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
     PlausibleSchema { problems: Vec<String> },
+}
+
+impl MigrateError {
+    /// A refusal the config can fix (exit code 2): a replicated events
+    /// table without `clickhouse.cluster`, or a cluster the server does not
+    /// know.
+    pub fn is_config_refusal(&self) -> bool {
+        matches!(self, MigrateError::Analytics(AnalyticsError::Cluster(_)))
+    }
 }
 
 /// What one `migrate` run applied.
@@ -43,6 +53,7 @@ pub async fn migrate_with(
     let result = async {
         let analytics = Analytics::for_migrations(&config.clickhouse);
         check_plausible(&client, &analytics).await?;
+        analytics::install::check_cluster(&analytics).await?;
         let postgres = store::migrate(&mut client).await?;
         fit_change_source(&client, config.changes.source).await?;
         let clickhouse = analytics::apply_migrations(&analytics, clickhouse_migrations).await?;

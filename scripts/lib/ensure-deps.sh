@@ -2,8 +2,9 @@
 # the status page test's headless browser and the Python tools the checks
 # use are there, installing what is missing when running as root.
 
-# With the argument `browser` (scripts/test), also the browser.
+# With the argument `browser` (scripts/test), also the browser and ZooKeeper.
 ensure_server_packages() {
+    [ "${1:-}" = browser ] && ensure_zookeeper
     local missing=()
     if [ -z "${DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         missing+=(postgresql)
@@ -29,6 +30,21 @@ ensure_server_packages() {
     apt-get update -qq
     # The packages' own services are not wanted: the tests start their own.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The replicated ClickHouse tests (tests/it/cluster.rs) run Debian's
+# ZooKeeper (and Java, which it depends on). Without it, and not root, those
+# tests are skipped with a message; nothing else needs it.
+ensure_zookeeper() {
+    [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "zookeeper is not installed: the replicated ClickHouse tests will be skipped (apt-get install zookeeper)" >&2
+        return 0
+    fi
+    echo "installing zookeeper"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends zookeeper >/dev/null \
+        || echo "cannot install zookeeper: the replicated ClickHouse tests will be skipped" >&2
 }
 
 # Sets PYTHON to an interpreter that has the packages in

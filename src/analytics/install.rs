@@ -67,14 +67,12 @@ fn closing(s: &str) -> Option<usize> {
 /// empty when every column is there with its type.
 pub async fn check_events_table(analytics: &Analytics) -> Result<Vec<String>, AnalyticsError> {
     let columns: Vec<(String, String)> = analytics
-        .bounded(
-            analytics
-                .client()
-                .query(include_str!("sql/events_columns.sql"))
+        .run(|c| {
+            c.query(include_str!("sql/events_columns.sql"))
                 .bind(analytics.database())
                 .bind(analytics.events_table())
-                .fetch_all::<(String, String)>(),
-        )
+                .fetch_all::<(String, String)>()
+        })
         .await?;
     Ok(events_table_problems(
         &format!("{}.{}", analytics.database(), analytics.events_table()),
@@ -147,6 +145,9 @@ pub const MIGRATIONS_TABLE: &str = "plausible_webhooks_migrations";
 /// migrations that are missing or of the wrong kind (a view's target
 /// table dropped: Plausible's own inserts then fail).
 pub async fn check_objects(analytics: &Analytics) -> Result<Vec<String>, AnalyticsError> {
+    if let Some(problem) = super::cluster::check(analytics).await? {
+        return Ok(vec![problem.to_string()]);
+    }
     let tables: BTreeMap<String, String> = tables(analytics).await?.into_iter().collect();
     if !tables.contains_key(MIGRATIONS_TABLE) {
         return Ok(vec![
@@ -155,7 +156,39 @@ pub async fn check_objects(analytics: &Analytics) -> Result<Vec<String>, Analyti
         ]);
     }
     let applied = super::migrations::applied(analytics).await?;
-    Ok(object_problems(embedded_migrations(), &applied, &tables))
+    let mut problems = object_problems(embedded_migrations(), &applied, &tables);
+    if analytics.cluster().is_some() {
+        problems.extend(unreplicated(&tables));
+    }
+    Ok(problems)
+}
+
+/// With a cluster configured: the daemon's tables that are not replicated
+/// (created by a `migrate` run without `clickhouse.cluster`), whose rows
+/// would stay on this replica.
+fn unreplicated(tables: &BTreeMap<String, String>) -> Vec<String> {
+    all_objects()
+        .into_iter()
+        .filter(|o| !o.view)
+        .map(|o| o.name)
+        .chain(std::iter::once(MIGRATIONS_TABLE.to_string()))
+        .filter_map(|name| {
+            let engine = tables.get(&name)?;
+            (!engine.starts_with("Replicated")).then(|| {
+                format!(
+                    "{name} is a {engine}, not replicated, though clickhouse.cluster is set: it was created without the cluster; run `plausible-webhooks uninstall` and `migrate` again"
+                )
+            })
+        })
+        .collect()
+}
+
+/// The cluster checks alone, as an error (`migrate` refuses on them).
+pub async fn check_cluster(analytics: &Analytics) -> Result<(), AnalyticsError> {
+    match super::cluster::check(analytics).await? {
+        Some(problem) => Err(problem.into()),
+        None => Ok(()),
+    }
 }
 
 fn object_problems(
@@ -227,8 +260,7 @@ pub async fn uninstall(analytics: &Analytics) -> Result<Vec<String>, AnalyticsEr
     let mut dropped = Vec::new();
     for name in names.into_iter().filter(|n| present.contains_key(n)) {
         let sql = analytics
-            .render(include_str!("sql/drop_object.sql"))
-            .replace("{object}", &name);
+            .render_ddl(&include_str!("sql/drop_object.sql").replace("{object}", &name))?;
         analytics.execute(&sql).await?;
         dropped.push(name);
     }
@@ -239,25 +271,21 @@ pub async fn uninstall(analytics: &Analytics) -> Result<Vec<String>, AnalyticsEr
 /// 0 when none.
 pub async fn newest_insert(analytics: &Analytics) -> Result<u32, AnalyticsError> {
     analytics
-        .bounded(
-            analytics
-                .client()
-                .query(&analytics.render(include_str!("sql/newest_insert.sql")))
-                .fetch_one::<u32>(),
-        )
+        .run(|c| {
+            c.query(&analytics.render(include_str!("sql/newest_insert.sql")))
+                .fetch_one::<u32>()
+        })
         .await
 }
 
 /// Every table and view of the daemon's database, with its engine.
 pub async fn tables(analytics: &Analytics) -> Result<Vec<(String, String)>, AnalyticsError> {
     analytics
-        .bounded(
-            analytics
-                .client()
-                .query(include_str!("sql/database_tables.sql"))
+        .run(|c| {
+            c.query(include_str!("sql/database_tables.sql"))
                 .bind(analytics.database())
-                .fetch_all::<(String, String)>(),
-        )
+                .fetch_all::<(String, String)>()
+        })
         .await
 }
 

@@ -7,7 +7,9 @@
 //! only means it runs again. The `migrate` command serialises runs with a
 //! Postgres advisory lock. A file may hold several statements, each ending
 //! with `;` at the end of a line; `{database}` and `{events_table}` are
-//! replaced with the configured names.
+//! replaced with the configured names. With `clickhouse.cluster` set, each
+//! statement runs in its `ON CLUSTER` form (`super::cluster`), the record
+//! table included: one replicated history that every replica reads.
 
 use sha2::{Digest, Sha256};
 
@@ -77,12 +79,10 @@ pub fn embedded_migrations() -> &'static [Migration] {
 /// The recorded migrations: version and checksum.
 pub(super) async fn applied(analytics: &Analytics) -> Result<Vec<(u32, String)>, AnalyticsError> {
     analytics
-        .bounded(
-            analytics
-                .client()
-                .query(&analytics.render(include_str!("sql/applied_migrations.sql")))
-                .fetch_all::<(u32, String)>(),
-        )
+        .run(|c| {
+            c.query(&analytics.render(include_str!("sql/applied_migrations.sql")))
+                .fetch_all::<(u32, String)>()
+        })
         .await
 }
 
@@ -94,7 +94,7 @@ pub async fn apply_migrations(
     migrations: &[Migration],
 ) -> Result<Vec<u32>, AnalyticsError> {
     analytics
-        .execute(&analytics.render(include_str!("sql/create_migrations_table.sql")))
+        .execute(&analytics.render_ddl(include_str!("sql/create_migrations_table.sql"))?)
         .await?;
     let applied = applied(analytics).await?;
     let tables: std::collections::BTreeMap<String, String> = super::install::tables(analytics)
@@ -123,15 +123,13 @@ pub async fn apply_migrations(
         }
         run_statements(analytics, migration).await?;
         analytics
-            .bounded(
-                analytics
-                    .client()
-                    .query(&analytics.render(include_str!("sql/record_migration.sql")))
+            .run(|c| {
+                c.query(&analytics.render(include_str!("sql/record_migration.sql")))
                     .bind(migration.version)
                     .bind(migration.name)
                     .bind(migration.checksum())
-                    .execute(),
-            )
+                    .execute()
+            })
             .await?;
         tracing::info!(
             version = migration.version,
@@ -150,7 +148,7 @@ async fn run_statements(
 ) -> Result<(), AnalyticsError> {
     for statement in migration.statements() {
         analytics
-            .execute(&analytics.render(&statement))
+            .execute(&analytics.render_ddl(&statement)?)
             .await
             .map_err(|e| match e {
                 AnalyticsError::Query(source) => AnalyticsError::Migration {

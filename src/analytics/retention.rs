@@ -63,13 +63,11 @@ struct PartRow {
 /// month or day of the expected form is left out (never dropped).
 pub async fn partitions(analytics: &Analytics) -> Result<Vec<Partition>, AnalyticsError> {
     let rows: Vec<PartRow> = analytics
-        .bounded(
-            analytics
-                .client()
-                .query(include_str!("sql/retention_partitions.sql"))
+        .run(|c| {
+            c.query(include_str!("sql/retention_partitions.sql"))
                 .bind(analytics.database())
-                .fetch_all(),
-        )
+                .fetch_all()
+        })
         .await?;
     Ok(rows.into_iter().filter_map(partition).collect())
 }
@@ -119,14 +117,12 @@ pub async fn drop_partition(
 ) -> Result<(), AnalyticsError> {
     let sql = analytics.render(include_str!("sql/retention_drop_partition.sql"));
     analytics
-        .bounded(
-            analytics
-                .client()
-                .query(&sql)
+        .run(|c| {
+            c.query(&sql)
                 .bind(clickhouse::sql::Identifier(partition.table.name()))
                 .bind(partition.value)
-                .execute(),
-        )
+                .execute()
+        })
         .await
 }
 

@@ -14,12 +14,10 @@ use super::{Analytics, AnalyticsError};
 /// The server's clock, in seconds since the epoch.
 pub async fn server_now(analytics: &Analytics) -> Result<u32, AnalyticsError> {
     analytics
-        .bounded(
-            analytics
-                .client()
-                .query(include_str!("sql/server_now.sql"))
-                .fetch_one::<u32>(),
-        )
+        .run(|c| {
+            c.query(include_str!("sql/server_now.sql"))
+                .fetch_one::<u32>()
+        })
         .await
 }
 
@@ -40,14 +38,7 @@ pub async fn changed_buckets(
 ) -> Result<Vec<ChangedBucket>, AnalyticsError> {
     let sql = analytics.render(include_str!("sql/changed_buckets.sql"));
     analytics
-        .bounded(
-            analytics
-                .client()
-                .query(&sql)
-                .bind(since)
-                .bind(until)
-                .fetch_all(),
-        )
+        .run(|c| c.query(&sql).bind(since).bind(until).fetch_all())
         .await
 }
 
@@ -94,14 +85,7 @@ pub async fn goal_key_counts(
     minutes.dedup();
     let sql = analytics.render(include_str!("sql/goal_key_counts.sql"));
     let mut rows: Vec<KeyCount> = analytics
-        .bounded(
-            analytics
-                .client()
-                .query(&sql)
-                .bind(sites)
-                .bind(minutes)
-                .fetch_all(),
-        )
+        .run(|c| c.query(&sql).bind(&sites).bind(&minutes).fetch_all())
         .await?;
     rows.retain(|r| wanted.contains(&(r.site_id, r.minute)));
     Ok(rows)
@@ -219,32 +203,34 @@ async fn visitors_chunk(
     sites.dedup();
     let earliest = cols.from.iter().copied().min().unwrap_or(0);
     let sql = analytics.render(include_str!("sql/goal_visitors_batch.sql"));
-    let query = analytics
-        .client()
-        .query(&sql)
-        .bind(sites)
-        .bind(earliest)
-        .bind(cols.idx)
-        .bind(cols.site)
-        .bind(cols.from)
-        .bind(cols.to)
-        .bind(cols.name)
-        .bind(cols.any)
-        .bind(cols.exact)
-        .bind(cols.path)
-        .bind(cols.prefix)
-        .bind(cols.m1)
-        .bind(cols.m2)
-        .bind(cols.suffix)
-        .bind(cols.min)
-        .bind(cols.max)
-        .bind(cols.pairs.values)
-        .bind(cols.pairs.at)
-        .bind(cols.pairs.len)
-        .bind(cols.unset.values)
-        .bind(cols.unset.at)
-        .bind(cols.unset.len);
-    analytics.bounded(query.fetch_all()).await
+    analytics
+        .run(|c| {
+            c.query(&sql)
+                .bind(&sites)
+                .bind(earliest)
+                .bind(&cols.idx)
+                .bind(&cols.site)
+                .bind(&cols.from)
+                .bind(&cols.to)
+                .bind(&cols.name)
+                .bind(&cols.any)
+                .bind(&cols.exact)
+                .bind(&cols.path)
+                .bind(&cols.prefix)
+                .bind(&cols.m1)
+                .bind(&cols.m2)
+                .bind(&cols.suffix)
+                .bind(&cols.min)
+                .bind(&cols.max)
+                .bind(&cols.pairs.values)
+                .bind(&cols.pairs.at)
+                .bind(&cols.pairs.len)
+                .bind(&cols.unset.values)
+                .bind(&cols.unset.at)
+                .bind(&cols.unset.len)
+                .fetch_all()
+        })
+        .await
 }
 
 /// The batch query's parallel arrays.
@@ -341,19 +327,21 @@ pub async fn goal_visitors(
 ) -> Result<u64, AnalyticsError> {
     let sql = analytics.render(include_str!("sql/goal_visitors.sql"));
     let (pairs, unset) = goal.prop_arrays();
-    let query = analytics
-        .client()
-        .query(&sql)
-        .bind(site_id)
-        .bind(from_minute)
-        .bind(to_minute)
-        .bind(goal.name.as_str())
-        .bind(goal.path_regex.as_str())
-        .bind(goal.min_scroll_depth)
-        .bind(goal.max_scroll_depth)
-        .bind(pairs)
-        .bind(unset);
-    analytics.bounded(query.fetch_one::<u64>()).await
+    analytics
+        .run(|c| {
+            c.query(&sql)
+                .bind(site_id)
+                .bind(from_minute)
+                .bind(to_minute)
+                .bind(goal.name.as_str())
+                .bind(goal.path_regex.as_str())
+                .bind(goal.min_scroll_depth)
+                .bind(goal.max_scroll_depth)
+                .bind(&pairs)
+                .bind(&unset)
+                .fetch_one::<u64>()
+        })
+        .await
 }
 
 /// One question for [`goal_revenue`]: the revenue of an event goal's
@@ -378,17 +366,19 @@ pub async fn goal_revenue(
     let mut answers = Vec::with_capacity(requests.len());
     for r in requests {
         let (pairs, unset) = r.goal.prop_arrays();
-        let query = analytics
-            .client()
-            .query(&sql)
-            .bind(r.site_id)
-            .bind(r.from_minute)
-            .bind(r.to_minute)
-            .bind(r.goal.name.as_str())
-            .bind(r.currency.as_str())
-            .bind(pairs)
-            .bind(unset);
-        let thousandths: i64 = analytics.bounded(query.fetch_one::<i64>()).await?;
+        let thousandths: i64 = analytics
+            .run(|c| {
+                c.query(&sql)
+                    .bind(r.site_id)
+                    .bind(r.from_minute)
+                    .bind(r.to_minute)
+                    .bind(r.goal.name.as_str())
+                    .bind(r.currency.as_str())
+                    .bind(&pairs)
+                    .bind(&unset)
+                    .fetch_one::<i64>()
+            })
+            .await?;
         answers.push(three_places(thousandths));
     }
     Ok(answers)
@@ -412,14 +402,7 @@ pub async fn site_visitors(
     }
     let sql = analytics.render(include_str!("sql/site_visitors.sql"));
     analytics
-        .bounded(
-            analytics
-                .client()
-                .query(&sql)
-                .bind(sites)
-                .bind(since_minute)
-                .fetch_all(),
-        )
+        .run(|c| c.query(&sql).bind(sites).bind(since_minute).fetch_all())
         .await
 }
 
@@ -433,7 +416,7 @@ pub async fn sites_with_data(
     }
     let sql = analytics.render(include_str!("sql/sites_with_data.sql"));
     analytics
-        .bounded(analytics.client().query(&sql).bind(sites).fetch_all())
+        .run(|c| c.query(&sql).bind(sites).fetch_all())
         .await
 }
 
@@ -450,14 +433,7 @@ pub async fn top(
     };
     let sql = analytics.render(template);
     let ranked: Vec<Ranked> = analytics
-        .bounded(
-            analytics
-                .client()
-                .query(&sql)
-                .bind(site_id)
-                .bind(since)
-                .fetch_all(),
-        )
+        .run(|c| c.query(&sql).bind(site_id).bind(since).fetch_all())
         .await?;
     Ok(ranked.into_iter().map(|r| (r.value, r.visitors)).collect())
 }

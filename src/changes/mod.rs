@@ -103,18 +103,14 @@ impl ChangeStream {
         config: &Config,
         pool: Pool,
         registry: RegistryHandle,
-    ) -> Result<ChangeStream, StoreError> {
+    ) -> Result<ChangeStream, ChangesError> {
         let pg = store::PgTarget::listening(&config.postgres, "plausible-webhooks changes")?;
         let slot = config.changes.slot();
         let replication = store::replication::Target::new(
             &config.postgres,
             &slot,
             "plausible-webhooks replication",
-        )
-        .map_err(|e| match e {
-            store::replication::ReplicationError::Store(e) => e,
-            other => StoreError::TlsSettings(other.to_string()),
-        })?;
+        )?;
         Ok(ChangeStream {
             pool,
             pg,

@@ -229,12 +229,10 @@ impl ChangeStream {
                     in_txn = false;
                     batch.merge(std::mem::take(&mut txn), end_lsn);
                 }
-                ReplicationEvent::KeepAlive { wal_end, .. } => {
-                    // Everything sent before it has been applied: the slot
-                    // may move on past changes to tables not published.
-                    if !in_txn && batch.is_empty() {
-                        client.update_applied_lsn(wal_end);
-                    }
+                // Everything sent before it has been applied: the slot may
+                // move on past changes to tables not published.
+                ReplicationEvent::KeepAlive { wal_end, .. } if !in_txn && batch.is_empty() => {
+                    client.update_applied_lsn(wal_end);
                 }
                 _ => {}
             }
@@ -375,7 +373,7 @@ impl ChangeStream {
     async fn record_lag(&self) {
         let read = async {
             let client = self.pool.get().await.map_err(StoreError::from)?;
-            Ok::<_, StoreError>(slots::slot(&**client, &self.slot).await?)
+            slots::slot(&**client, &self.slot).await
         };
         match read.await {
             Ok(Some(slot)) => {
@@ -387,5 +385,47 @@ impl ChangeStream {
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "cannot read the replication slot's lag"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn txn(webhooks: impl IntoIterator<Item = i64>) -> Pending {
+        let mut t = Pending::default();
+        t.ids.webhooks.extend(webhooks);
+        t.changes = t.ids.webhooks.len();
+        t
+    }
+
+    #[test]
+    fn a_batch_keeps_ids_up_to_its_bound_then_reads_everything() {
+        let mut batch = Pending::default();
+        assert!(batch.is_empty());
+        batch.merge(txn([1, 2]), Lsn(10));
+        assert_eq!(batch.held(), 2);
+        assert_eq!(batch.end_lsn, Some(Lsn(10)));
+        batch.merge(txn(3..=(MAX_BATCH as i64 + 5)), Lsn(20));
+        assert_eq!(batch.full_read, Some(Resync::Lost));
+        assert_eq!(batch.held(), 0, "the ids are dropped: memory stays bounded");
+        assert_eq!(batch.end_lsn, Some(Lsn(20)));
+        // Later ids are not kept either; the full read covers them.
+        batch.merge(txn([7]), Lsn(30));
+        assert_eq!(batch.held(), 0);
+        assert_eq!(batch.commits, 3);
+    }
+
+    #[test]
+    fn a_truncation_is_the_reason_given() {
+        let mut batch = Pending::default();
+        let mut t = txn([1]);
+        t.read_everything(Resync::Lost);
+        batch.merge(t, Lsn(1));
+        let mut t = txn([]);
+        t.read_everything(Resync::Truncate);
+        batch.merge(t, Lsn(2));
+        assert_eq!(batch.full_read, Some(Resync::Truncate));
+        assert!(!batch.is_empty());
     }
 }

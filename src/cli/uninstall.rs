@@ -6,8 +6,8 @@
 use std::io::BufRead;
 
 use crate::analytics::{Analytics, install};
-use crate::config::Config;
-use crate::store::{self, uninstall};
+use crate::config::{Config, SLOT_PREFIX};
+use crate::store::{self, replication, uninstall};
 
 use super::CliError;
 
@@ -32,19 +32,45 @@ pub async fn run(config: &Config, yes: bool) -> Result<(), CliError> {
         }
     );
     let mut client = store::connect(&config.postgres).await?;
+    replication::drop_publications(&client).await?;
     let statements = uninstall::uninstall(&mut client).await?;
     println!(
-        "removed from Postgres: {} objects and the history table (whatever was still there)",
+        "removed from Postgres: {} objects, the publications and the history table (whatever was still there)",
         statements.len() - 1
     );
-    Ok(())
+    let (dropped, held) =
+        replication::drop_slots(&client, SLOT_PREFIX, &config.changes.slot()).await?;
+    if !dropped.is_empty() {
+        println!("removed replication slots: {}", dropped.join(", "));
+    }
+    if held.is_empty() {
+        return Ok(());
+    }
+    let held: Vec<String> = held
+        .iter()
+        .map(|s| match s.active_pid {
+            Some(pid) => format!("{} (held by PID {pid})", s.name),
+            None => s.name.clone(),
+        })
+        .collect();
+    Err(CliError::Failed(format!(
+        "replication slots still in use, not removed: {}; stop those daemons and run uninstall again",
+        held.join(", ")
+    )))
 }
 
 fn print_plan(config: &Config) {
     let views: Vec<String> = install::all_objects().into_iter().map(|o| o.name).collect();
+    let place = if config.clickhouse.cluster.is_empty() {
+        config.clickhouse.database.clone()
+    } else {
+        format!(
+            "{}, on every replica of cluster {}",
+            config.clickhouse.database, config.clickhouse.cluster
+        )
+    };
     println!(
-        "This removes from ClickHouse ({}): {}, {}",
-        config.clickhouse.database,
+        "This removes from ClickHouse ({place}): {}, {}",
         views.join(", "),
         install::MIGRATIONS_TABLE
     );
@@ -58,8 +84,10 @@ fn print_plan(config: &Config) {
         })
         .collect();
     println!(
-        "and from Postgres: {}, and the history table; every webhook, delivery and attempt with them.",
-        objects.join(", ")
+        "and from Postgres: {}, and the history table; every webhook, delivery and attempt with them; the publications {} and the replication slots {}*.",
+        objects.join(", "),
+        replication::PUBLICATIONS.join(", "),
+        SLOT_PREFIX
     );
     println!("Plausible's own tables and rows stay. Stop every daemon first.");
 }

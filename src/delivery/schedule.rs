@@ -5,7 +5,8 @@
 //! wake-up connection reconnects or overflows, and every
 //! `delivery.resync_interval_secs`: `resync`), by notifications on
 //! `webhook_deliveries_changed` (new deliveries and replays, with their
-//! webhook and due time: `listen`) and by the scheduler's own retries once
+//! webhook and due time: `listen`; in logical replication mode the change
+//! source's feed instead, `listen::follow`) and by the scheduler's own retries once
 //! they are recorded. Due deliveries are taken in turns per webhook, within
 //! bounded concurrency (globally and per endpoint), and leased by id in
 //! Postgres, whose check decides: a second daemon, or a schedule that is

@@ -133,6 +133,32 @@ pub async fn until_visible(
     }
 }
 
+/// `uninstall`: drops every slot of this database whose name starts with
+/// `prefix`, and `also` (a configured name), unless a session holds it.
+/// Returns the slots dropped and those held, with the holder's PID.
+pub async fn drop_slots(
+    client: &impl GenericClient,
+    prefix: &str,
+    also: &str,
+) -> Result<(Vec<String>, Vec<Slot>), StoreError> {
+    let mut found = slots(client, prefix).await?;
+    if !found.iter().any(|s| s.name == also)
+        && let Some(own) = slot(client, also).await?
+    {
+        found.push(own);
+    }
+    let (mut dropped, mut held) = (Vec::new(), Vec::new());
+    for s in found {
+        if s.active {
+            held.push(s);
+        } else {
+            drop_slot(client, &s.name).await?;
+            dropped.push(s.name);
+        }
+    }
+    Ok((dropped, held))
+}
+
 /// `migrate` in replication mode: creates or corrects the publications.
 pub async fn ensure_publications(client: &impl GenericClient) -> Result<(), StoreError> {
     client

@@ -86,6 +86,10 @@ fn describe_metrics() {
         "plausible_webhooks_task_restarts_total",
         "Times a long-lived task ended or panicked and was started again, by task."
     );
+    metrics::describe_counter!(
+        "plausible_webhooks_clickhouse_failovers_total",
+        "Times a ClickHouse query moved to another of the configured URLs, by the URL moved to."
+    );
     metrics::describe_gauge!(
         "plausible_webhooks_change_stream_connected",
         "1 while the LISTEN connection is up and the registry loaded, else 0."
@@ -108,7 +112,7 @@ fn describe_metrics() {
     );
     metrics::describe_counter!(
         "plausible_webhooks_registry_changes_applied_total",
-        "Change notifications applied to the registry."
+        "Changes (notifications or streamed rows) applied to the registry."
     );
     metrics::describe_histogram!(
         "plausible_webhooks_registry_apply_duration_seconds",
@@ -117,7 +121,20 @@ fn describe_metrics() {
     );
     metrics::describe_counter!(
         "plausible_webhooks_registry_resyncs_total",
-        "Full reads of the webhooks and goals tables, by reason."
+        "Full reads of the webhooks and goals tables, by reason (start, reconnect, lost_notifications, slot_created, slot_lost, truncate)."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_replication_slot_lag_bytes",
+        metrics::Unit::Bytes,
+        "How far this replica's replication slot's confirmed position is behind the server's WAL."
+    );
+    metrics::describe_gauge!(
+        "plausible_webhooks_replication_applied_lsn",
+        "The WAL position (as a number) up to which streamed changes were applied and acknowledged."
+    );
+    metrics::describe_counter!(
+        "plausible_webhooks_replication_slot_recreated_total",
+        "Times the replication slot was made again (missing or invalidated), each with a full read."
     );
     metrics::describe_counter!(
         "plausible_webhooks_registry_reconciliations_total",

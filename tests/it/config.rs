@@ -165,6 +165,21 @@ fn an_invalid_value_names_the_key_and_its_source() {
             "events-v2",
         ),
         (
+            "clickhouse.cluster",
+            "PLAUSIBLE_WEBHOOKS_CLICKHOUSE__CLUSTER",
+            "web-cluster' SETTINGS x",
+        ),
+        (
+            "clickhouse.failover_urls",
+            "PLAUSIBLE_WEBHOOKS_CLICKHOUSE__FAILOVER_URLS",
+            "[\"clickhouse-2:8123\"]",
+        ),
+        (
+            "clickhouse.failover_urls",
+            "PLAUSIBLE_WEBHOOKS_CLICKHOUSE__FAILOVER_URLS",
+            "[\"http://default:hunter2@clickhouse-2:8123\"]",
+        ),
+        (
             "triggers.poll_interval_ms",
             "PLAUSIBLE_WEBHOOKS_TRIGGERS__POLL_INTERVAL_MS",
             "5",

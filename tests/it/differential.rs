@@ -512,6 +512,20 @@ fn queries(client: &clickhouse::Client, database: &str, day: u32, round: &str) -
         Compare::FirstStartsWith(&["webhooks_", "plausible_webhooks_"]),
     );
     add(
+        "table_engine",
+        text(
+            q(include_str!("../../src/analytics/sql/table_engine.sql"))
+                .bind(database)
+                .bind("events_v2"),
+        ),
+        Compare::RunOnly,
+    );
+    add(
+        "clusters",
+        text(q(include_str!("../../src/analytics/sql/clusters.sql"))),
+        Compare::RunOnly,
+    );
+    add(
         "server_now",
         text(q(include_str!("../../src/analytics/sql/server_now.sql"))),
         Compare::RunOnly,

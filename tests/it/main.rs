@@ -8,6 +8,7 @@ mod chat_formats;
 mod cli;
 mod clickhouse_migrations;
 mod clickhouse_tls;
+mod cluster;
 mod config;
 mod daemon;
 mod delivery;

@@ -599,24 +599,27 @@ async fn database_on(server: &PrivatePostgres) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_restart_is_survived() {
+async fn a_postgres_restart_is_survived_without_a_full_read() {
     let mut server = tokio::task::spawn_blocking(|| PrivatePostgres::start(&[]))
         .await
         .unwrap()
         .unwrap();
     let url = database_on(&server).await;
-    let mut config = Config::defaults();
-    config.postgres.url = PostgresUrl::new(url.clone());
+    let ch = TestClickhouse::new().await;
+    let pg = TestPostgres {
+        name: "plausible".into(),
+        url: url.clone(),
+    };
+    let mut config = config(&pg, &ch);
     replicating(&mut config, "restart");
+    let mut migrate = spawn("migrate", &replication_env(&config));
+    assert!(wait_exit(&mut migrate, Duration::from_secs(60)).success());
     let client = connect(&url).await;
     site(&client, 1).await;
-    let feed = Feed::default();
-    let stream = Stream::start(&config, RegistryHandle::default(), &feed).await;
-    let first = webhook(&client, 1, "https://first.example.com/hook").await;
-    eventually(&stream.registry, "the first webhook shows", |r| {
-        r.webhook(first).is_some()
-    })
-    .await;
+    webhook(&client, 1, "https://first.example.com/hook").await;
+    let daemon = Daemon::run(&replication_env(&config));
+    assert_eq!(daemon.metric(WEBHOOKS), 1.0);
+    until_active(&client, &config.changes.slot()).await;
 
     let server = tokio::task::spawn_blocking(move || {
         server.restart().unwrap();
@@ -625,15 +628,104 @@ async fn a_postgres_restart_is_survived() {
     .await
     .unwrap();
     let client = connect(&url).await;
-    let second = webhook(&client, 1, "https://second.example.com/hook").await;
-    eventually(
-        &stream.registry,
-        "a webhook made after the restart shows",
-        |r| r.webhook(second).is_some() && r.webhook(first).is_some(),
+    until_active(&client, &config.changes.slot()).await;
+    webhook(&client, 1, "https://second.example.com/hook").await;
+    daemon
+        .until_metric("a webhook made after the restart shows", WEBHOOKS, |v| {
+            v == 2.0
+        })
+        .await;
+    // The stream resumed from the slot: the only full read is the start's.
+    assert_eq!(daemon.resyncs("slot_created"), 1.0);
+    assert_eq!(daemon.resyncs("start"), 0.0);
+    assert_eq!(daemon.resyncs("slot_lost"), 0.0);
+    assert!(daemon.metric("plausible_webhooks_change_stream_reconnects_total") >= 1.0);
+    daemon.stop();
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_slot_is_told_to_set_a_replica_name_and_is_not_ready() {
+    let (pg, _ch, config) = binary_setup("twice").await;
+    let _slot = guard(&config);
+    let env = replication_env(&config);
+    let client = pg.client().await;
+    let first = Daemon::run(&env);
+    until_active(&client, &config.changes.slot()).await;
+
+    let mut second = spawn("run", &env);
+    let logs = log_lines(&mut second);
+    let listening = crate::daemon::wait_for_message(&logs, "admin http server listening");
+    let addr = listening["listen"].as_str().unwrap().to_string();
+    let interrupted = crate::daemon::wait_for_message(&logs, "change stream interrupted");
+    let error = interrupted["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("in use by another process (PID") && error.contains("changes.replica_name"),
+        "{interrupted}"
+    );
+    let (status, body) = http_get(&addr, "/health/ready");
+    assert_eq!(status, 503, "{body}");
+    let _ = second.kill();
+    let _ = second.wait();
+    first.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_is_sent_through_the_feed_without_notify_triggers() {
+    let db = TestPostgres::migrated().await;
+    let client = db.client().await;
+    publish(&client).await;
+    let mut config = crate::delivery::test_config(&db);
+    replicating(&mut config, "send");
+    config.delivery.resync_interval_secs = 3600;
+    let _slot = guard(&config);
+    site(&client, 1).await;
+    let receiver = crate::support::receiver::Receiver::start().await;
+    let hook = webhook(&client, 1, receiver.url("/hook").as_str()).await;
+    let feed = Feed::default();
+    let stream = Stream::start(&config, RegistryHandle::default(), &feed).await;
+    eventually(&stream.registry, "the webhook is active", |r| {
+        r.webhook(hook).is_some()
+    })
+    .await;
+    let pool = plausible_webhooks::store::pool(&config.postgres).unwrap();
+    let scheduler = plausible_webhooks::delivery::schedule::Scheduler::new(
+        &config,
+        pool,
+        stream.registry.clone(),
+    )
+    .unwrap()
+    .with_feed(feed.clone());
+    let (stop, stop_rx) = watch::channel(false);
+    let running = tokio::spawn(scheduler.run(stop_rx, Heartbeat::detached()));
+    until_active(&client, &config.changes.slot()).await;
+    // Past the scheduler's first full read, and no periodic one soon:
+    // only the feed can bring it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = delivery(&client, hook).await;
+    wait_for(
+        "the delivery succeeds",
+        Duration::from_secs(15),
+        async || {
+            client
+                .query_one(
+                    "SELECT status FROM webhook_deliveries WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+                == "succeeded"
+        },
     )
     .await;
+    assert_eq!(receiver.received().len(), 1);
+    let _ = stop.send(true);
+    let _ = running.await;
     stream.stop().await;
-    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -855,4 +947,142 @@ async fn switching_between_notify_and_replication_both_ways_loses_nothing() {
         .await;
     let _ = &daemon.logs;
     daemon.stop();
+}
+
+fn run_tool(env: &[(String, String)], args: &[&str]) -> (Option<i32>, String) {
+    let out = crate::support::binary()
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_flags_unread_slots_and_disabled_triggers_and_uninstall_drops_slots_and_publications()
+ {
+    let (pg, _ch, config) = binary_setup("doctor").await;
+    let _slot = guard(&config);
+    let client = pg.client().await;
+    let slot = config.changes.slot();
+    replication::create_slot(&client, &slot).await.unwrap();
+
+    let env = replication_env(&config);
+    let (code, report) = run_tool(&env, &["doctor"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("ok    change source: replication from slot"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("warn  replication slot: {slot} is not being read")),
+        "{report}"
+    );
+
+    // The same install in notify mode, its triggers left disabled.
+    let mut notify = config.clone();
+    notify.changes.source = ChangeSource::Notify;
+    let (code, report) = run_tool(&replication_env(&notify), &["doctor"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("FAIL  change source: notify, but its triggers"),
+        "{report}"
+    );
+    // And a daemon started so says so.
+    let mut daemon = spawn("run", &replication_env(&notify));
+    let logs = log_lines(&mut daemon);
+    let line = crate::daemon::wait_for_message(
+        &logs,
+        "changes.source is notify but its NOTIFY triggers are disabled: run `plausible-webhooks migrate` with changes.source = \"notify\"",
+    );
+    assert_eq!(line["level"], "ERROR", "{line}");
+    // Stopped before its registry loaded, it still stops.
+    signal(&daemon, "TERM");
+    assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
+    // In notify mode, its unread slot was dropped.
+    assert!(replication::slot(&client, &slot).await.unwrap().is_none());
+
+    replication::create_slot(&client, &slot).await.unwrap();
+    let (code, out) = run_tool(&env, &["uninstall", "--yes"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("removed replication slots: {slot}")),
+        "{out}"
+    );
+    assert!(replication::slot(&client, &slot).await.unwrap().is_none());
+    assert!(replication::publications(&client).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_invalidated_by_max_slot_wal_keep_size_is_made_again_with_one_full_read() {
+    let server = tokio::task::spawn_blocking(|| {
+        PrivatePostgres::start(&["-c", "max_slot_wal_keep_size=1MB"])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let url = database_on(&server).await;
+    let ch = TestClickhouse::new().await;
+    let pg = TestPostgres {
+        name: "plausible".into(),
+        url: url.clone(),
+    };
+    let mut config = config(&pg, &ch);
+    replicating(&mut config, "lost");
+    let env = replication_env(&config);
+    let mut migrate = spawn("migrate", &env);
+    assert!(wait_exit(&mut migrate, Duration::from_secs(60)).success());
+    let client = connect(&url).await;
+    site(&client, 1).await;
+    webhook(&client, 1, "https://first.example.com/hook").await;
+    let daemon = Daemon::run(&env);
+    assert_eq!(daemon.metric(WEBHOOKS), 1.0);
+    daemon.stop();
+
+    // Unread, the slot falls behind by more than Postgres may keep for it.
+    let slot = config.changes.slot();
+    client
+        .batch_execute("CREATE TABLE filler (n int)")
+        .await
+        .unwrap();
+    wait_for("the slot is invalidated", Duration::from_secs(60), async || {
+        client
+            .batch_execute(
+                "INSERT INTO filler SELECT generate_series(1, 1000); SELECT pg_switch_wal(); CHECKPOINT",
+            )
+            .await
+            .unwrap();
+        replication::slot(&client, &slot)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.is_lost())
+    })
+    .await;
+    webhook(&client, 1, "https://while-lost.example.com/hook").await;
+
+    let daemon = Daemon::run(&env);
+    daemon
+        .until_metric("the webhook made meanwhile shows", WEBHOOKS, |v| v == 2.0)
+        .await;
+    assert_eq!(
+        daemon
+            .metric("plausible_webhooks_replication_slot_recreated_total{reason=\"invalidated\"}"),
+        1.0
+    );
+    assert_eq!(daemon.resyncs("slot_lost"), 1.0);
+    until_active(&client, &slot).await;
+    webhook(&client, 1, "https://after.example.com/hook").await;
+    daemon
+        .until_metric("the new slot streams", WEBHOOKS, |v| v == 3.0)
+        .await;
+    daemon.stop();
+    drop(server);
 }

@@ -4,7 +4,7 @@
 use plausible_webhooks::telemetry::health::Heartbeat;
 use std::time::Duration;
 
-use plausible_webhooks::analytics::{apply_migrations, embedded_migrations};
+use plausible_webhooks::analytics::{Analytics, apply_migrations, embedded_migrations};
 use plausible_webhooks::config::Config;
 use plausible_webhooks::registry::{Registry, RegistryHandle};
 use plausible_webhooks::triggers::TriggerEngine;
@@ -53,8 +53,13 @@ pub fn pv(site: u64, user: u64, path: &str) -> Ev<'_> {
 
 impl World {
     pub async fn new() -> World {
+        World::with(TestClickhouse::new().await).await
+    }
+
+    /// A world on this ClickHouse database, the daemon's migrations applied
+    /// as configured (`ON CLUSTER` when `ch.config.cluster` is set).
+    pub async fn with(ch: TestClickhouse) -> World {
         let pg = TestPostgres::migrated().await;
-        let ch = TestClickhouse::new().await;
         apply_migrations(&ch.analytics(), embedded_migrations())
             .await
             .unwrap();
@@ -161,6 +166,11 @@ impl World {
     }
 
     pub async fn events(&self, events: &[Ev<'_>]) {
+        self.events_on(&self.ch.analytics(), events).await
+    }
+
+    /// Inserts `events` through `analytics` (a replica of a cluster).
+    pub async fn events_on(&self, analytics: &Analytics, events: &[Ev<'_>]) {
         let values: Vec<String> = events
             .iter()
             .map(|e| {
@@ -181,7 +191,6 @@ impl World {
                 )
             })
             .collect();
-        let analytics = self.ch.analytics();
         analytics
             .execute(&analytics.render(&format!(
                 "INSERT INTO {{database}}.{{events_table}} (timestamp, name, site_id, user_id, session_id, pathname, `meta.key`, `meta.value`, scroll_depth, referrer_source) VALUES {}",

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use plausible_webhooks::analytics::Analytics;
-use plausible_webhooks::config::{Config, PostgresUrl, Secret};
+use plausible_webhooks::config::{ClickhouseConfig, Config, PostgresUrl, Secret};
 
 pub use servers::{certs, servers};
 
@@ -131,18 +131,51 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 /// A fresh ClickHouse database for one test, with Plausible's `events_v2`.
 pub struct TestClickhouse {
     pub database: String,
+    /// How the daemon reaches it (`support::config` copies it).
+    pub config: ClickhouseConfig,
 }
 
 impl TestClickhouse {
     pub async fn new() -> TestClickhouse {
+        let servers = servers();
+        let mut config = Config::defaults().clickhouse;
+        config.url = servers.clickhouse_url.clone();
+        config.user = servers.clickhouse_user.clone();
+        config.password = Secret::new(servers.clickhouse_password.clone());
+        TestClickhouse::create(config, "", "ENGINE = MergeTree").await
+    }
+
+    /// A database on the test cluster's replicas (created on both), with
+    /// Plausible's `events_v2` as a `ReplicatedMergeTree`, as Plausible's
+    /// migrations make it on a cluster. The config names the first replica
+    /// and fails over to the second; `clickhouse.cluster` is left unset.
+    pub async fn on_cluster(cluster: &servers::cluster::Cluster) -> TestClickhouse {
+        let mut config = Config::defaults().clickhouse;
+        config.url = cluster.replicas[0].url.clone();
+        config.failover_urls = cluster.replicas[1..]
+            .iter()
+            .map(|r| r.url.clone())
+            .collect();
+        let on = format!(" ON CLUSTER {}", servers::cluster::CLUSTER);
+        let engine = "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{events_table}', '{replica}')";
+        TestClickhouse::create(config, &on, engine).await
+    }
+
+    async fn create(
+        mut config: ClickhouseConfig,
+        on_cluster: &str,
+        engine: &str,
+    ) -> TestClickhouse {
         let database = unique_name("pwt");
-        let ch = TestClickhouse { database };
-        let analytics = ch.analytics_for(&ch.database);
-        let admin = ch.analytics_for("default");
+        config.database = "default".into();
+        let admin = Analytics::new(&config);
         admin
-            .execute(&format!("CREATE DATABASE {}", ch.database))
+            .execute(&format!("CREATE DATABASE {database}{on_cluster}"))
             .await
             .expect("create clickhouse database");
+        config.database = database.clone();
+        let ch = TestClickhouse { database, config };
+        let analytics = ch.analytics();
         for statement in CLICKHOUSE_FIXTURE
             .split(";\n")
             .map(str::trim)
@@ -150,7 +183,14 @@ impl TestClickhouse {
         {
             // The fixture binds nothing: a `?` (in a regex) is literal,
             // which the client's query builder spells `??`.
-            let statement = statement.trim_end_matches(';').replace('?', "??");
+            let statement = statement
+                .trim_end_matches(';')
+                .replace('?', "??")
+                .replace(
+                    "{database}.{events_table}\n",
+                    &format!("{{database}}.{{events_table}}{on_cluster}\n"),
+                )
+                .replace("ENGINE = MergeTree", engine);
             analytics
                 .execute(&analytics.render(&statement))
                 .await
@@ -159,18 +199,16 @@ impl TestClickhouse {
         ch
     }
 
-    fn analytics_for(&self, database: &str) -> Analytics {
-        let mut config = Config::defaults().clickhouse;
-        let servers = servers();
-        config.url = servers.clickhouse_url.clone();
-        config.user = servers.clickhouse_user.clone();
-        config.password = Secret::new(servers.clickhouse_password.clone());
-        config.database = database.to_string();
-        Analytics::new(&config)
+    pub fn analytics(&self) -> Analytics {
+        Analytics::new(&self.config)
     }
 
-    pub fn analytics(&self) -> Analytics {
-        self.analytics_for(&self.database)
+    /// This database at one URL only, with no failover (a replica).
+    pub fn analytics_at(&self, url: &str) -> Analytics {
+        let mut config = self.config.clone();
+        config.url = url.to_string();
+        config.failover_urls.clear();
+        Analytics::new(&config)
     }
 }
 
@@ -187,11 +225,7 @@ pub fn config_pg(pg: &TestPostgres) -> Config {
 /// server on an ephemeral port.
 pub fn config(pg: &TestPostgres, ch: &TestClickhouse) -> Config {
     let mut config = config_pg(pg);
-    let servers = servers();
-    config.clickhouse.url = servers.clickhouse_url.clone();
-    config.clickhouse.user = servers.clickhouse_user.clone();
-    config.clickhouse.password = Secret::new(servers.clickhouse_password.clone());
-    config.clickhouse.database = ch.database.clone();
+    config.clickhouse = ch.config.clone();
     config
 }
 
@@ -217,6 +251,23 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         (
             "PLAUSIBLE_WEBHOOKS_CLICKHOUSE__DATABASE".into(),
             config.clickhouse.database.clone(),
+        ),
+        (
+            "PLAUSIBLE_WEBHOOKS_CLICKHOUSE__CLUSTER".into(),
+            config.clickhouse.cluster.clone(),
+        ),
+        (
+            "PLAUSIBLE_WEBHOOKS_CLICKHOUSE__FAILOVER_URLS".into(),
+            format!(
+                "[{}]",
+                config
+                    .clickhouse
+                    .failover_urls
+                    .iter()
+                    .map(|u| format!("{u:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ),
         (
             "PLAUSIBLE_WEBHOOKS_HTTP__LISTEN".into(),

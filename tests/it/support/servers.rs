@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 #[path = "certs.rs"]
 pub mod certs;
+#[path = "cluster.rs"]
+pub mod cluster;
 
 /// Where the servers are.
 pub struct Servers {
@@ -479,11 +481,7 @@ struct StartedClickhouse {
 
 fn start_clickhouse(base: &Path) -> Result<StartedClickhouse, String> {
     let dir = base.join("clickhouse");
-    for sub in ["data", "tmp", "user_files", "format_schemas"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
-    }
-    let users = dir.join("users.xml");
-    std::fs::write(&users, USERS_XML).map_err(|e| e.to_string())?;
+    prepare_clickhouse_dir(&dir)?;
     let (ca, cert, key) = server_certificates(&dir, None)?;
 
     let mut last_error = String::new();
@@ -491,28 +489,15 @@ fn start_clickhouse(base: &Path) -> Result<StartedClickhouse, String> {
         let http_port = free_port()?;
         let https_port = free_port()?;
         let tcp_port = free_port()?;
-        let config = dir.join("config.xml");
-        let xml = CONFIG_XML
-            .replace("{dir}", &dir.display().to_string())
-            .replace("{http_port}", &http_port.to_string())
+        let tls = TLS_XML
             .replace("{https_port}", &https_port.to_string())
             .replace("{cert}", &cert.display().to_string())
-            .replace("{key}", &key.display().to_string())
-            .replace("{tcp_port}", &tcp_port.to_string());
-        std::fs::write(&config, xml).map_err(|e| e.to_string())?;
-        let mut cmd = clickhouse_command()?;
-        let child = cmd
-            .arg(format!("--config-file={}", config.display()))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot start clickhouse-server: {e}"))?;
-        watch(child.id(), &dir)?;
-        match wait_for_clickhouse(http_port, child) {
-            Ok(()) => {
+            .replace("{key}", &key.display().to_string());
+        let config = write_clickhouse_config(&dir, http_port, tcp_port, &tls)?;
+        match launch_clickhouse(&dir, &config, http_port) {
+            Ok(child) => {
+                // The watchdog stops it; this process never waits for it.
+                std::mem::forget(child);
                 return Ok(StartedClickhouse {
                     url: format!("http://127.0.0.1:{http_port}"),
                     https_url: format!("https://localhost:{https_port}"),
@@ -526,15 +511,57 @@ fn start_clickhouse(base: &Path) -> Result<StartedClickhouse, String> {
     Err(format!("clickhouse did not start: {last_error}\n{log}"))
 }
 
-fn wait_for_clickhouse(port: u16, mut child: Child) -> Result<(), String> {
+fn prepare_clickhouse_dir(dir: &Path) -> Result<(), String> {
+    for sub in ["data", "tmp", "user_files", "format_schemas"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(dir.join("users.xml"), USERS_XML).map_err(|e| e.to_string())
+}
+
+/// Writes `dir/config.xml`: the common settings, the ports and `extra`
+/// (TLS for the single server; ZooKeeper, the cluster and macros for a
+/// replica).
+fn write_clickhouse_config(
+    dir: &Path,
+    http_port: u16,
+    tcp_port: u16,
+    extra: &str,
+) -> Result<PathBuf, String> {
+    let config = dir.join("config.xml");
+    let xml = CONFIG_XML
+        .replace("{extra}", extra)
+        .replace("{dir}", &dir.display().to_string())
+        .replace("{http_port}", &http_port.to_string())
+        .replace("{tcp_port}", &tcp_port.to_string());
+    std::fs::write(&config, xml).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// Starts clickhouse-server on `config`, under a watchdog, and waits until
+/// it answers on `http_port`.
+fn launch_clickhouse(dir: &Path, config: &Path, http_port: u16) -> Result<Child, String> {
+    let mut cmd = clickhouse_command()?;
+    let child = cmd
+        .arg(format!("--config-file={}", config.display()))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start clickhouse-server: {e}"))?;
+    watch(child.id(), dir)?;
+    wait_for_clickhouse(http_port, child)
+}
+
+fn wait_for_clickhouse(port: u16, mut child: Child) -> Result<Child, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("clickhouse-server exited with {status}"));
         }
         if ping_clickhouse(port) {
-            std::mem::forget(child);
-            return Ok(());
+            return Ok(child);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -567,19 +594,8 @@ const CONFIG_XML: &str = r#"<?xml version="1.0"?>
     <console>0</console>
   </logger>
   <http_port>{http_port}</http_port>
-  <https_port>{https_port}</https_port>
   <tcp_port>{tcp_port}</tcp_port>
-  <openSSL>
-    <server>
-      <certificateFile>{cert}</certificateFile>
-      <privateKeyFile>{key}</privateKeyFile>
-      <verificationMode>none</verificationMode>
-      <loadDefaultCAFile>false</loadDefaultCAFile>
-      <cacheSessions>true</cacheSessions>
-      <disableProtocols>sslv2,sslv3</disableProtocols>
-      <preferServerCiphers>true</preferServerCiphers>
-    </server>
-  </openSSL>
+{extra}
   <listen_host>127.0.0.1</listen_host>
   <path>{dir}/data/</path>
   <tmp_path>{dir}/tmp/</tmp_path>
@@ -594,6 +610,19 @@ const CONFIG_XML: &str = r#"<?xml version="1.0"?>
   <max_concurrent_queries>200</max_concurrent_queries>
 </yandex>
 "#;
+
+const TLS_XML: &str = r#"  <https_port>{https_port}</https_port>
+  <openSSL>
+    <server>
+      <certificateFile>{cert}</certificateFile>
+      <privateKeyFile>{key}</privateKeyFile>
+      <verificationMode>none</verificationMode>
+      <loadDefaultCAFile>false</loadDefaultCAFile>
+      <cacheSessions>true</cacheSessions>
+      <disableProtocols>sslv2,sslv3</disableProtocols>
+      <preferServerCiphers>true</preferServerCiphers>
+    </server>
+  </openSSL>"#;
 
 const USERS_XML: &str = r#"<?xml version="1.0"?>
 <yandex>

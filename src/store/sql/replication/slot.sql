@@ -1,4 +1,6 @@
--- One replication slot (of any database), as slots.sql shows it.
+-- One replication slot of this database, as slots.sql shows it. (Slot
+-- names are cluster-wide: one of another database's is not this
+-- daemon's, and creating it here fails, naming it.)
 SELECT s.slot_name::text,
        s.active,
        s.active_pid,
@@ -6,3 +8,4 @@ SELECT s.slot_name::text,
        (pg_current_wal_lsn() - s.confirmed_flush_lsn)::bigint AS lag_bytes
 FROM pg_replication_slots AS s
 WHERE s.slot_name = $1
+  AND s.database = current_database()
