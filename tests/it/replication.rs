@@ -1086,3 +1086,47 @@ async fn a_slot_invalidated_by_max_slot_wal_keep_size_is_made_again_with_one_ful
     daemon.stop();
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_partition_is_survived() {
+    let server =
+        tokio::task::spawn_blocking(|| PrivatePostgres::start(&["-c", "wal_sender_timeout=2s"]))
+            .await
+            .unwrap()
+            .unwrap();
+    let url = database_on(&server).await;
+    let (proxy, proxied) = crate::support::proxy::Proxy::for_postgres_url(&url).await;
+    let mut config = Config::defaults();
+    config.postgres.url = PostgresUrl::new(proxied);
+    replicating(&mut config, "partition");
+    let client = connect(&url).await;
+    site(&client, 1).await;
+    let feed = Feed::default();
+    let stream = Stream::start(&config, RegistryHandle::default(), &feed).await;
+    until_active(&client, &config.changes.slot()).await;
+
+    // Nothing gets through for a while: no error reaches the daemon, and
+    // the server ends its walsender (wal_sender_timeout).
+    proxy.blackhole();
+    wait_for(
+        "the server lets the slot go",
+        Duration::from_secs(20),
+        async || {
+            replication::slot(&client, &config.changes.slot())
+                .await
+                .unwrap()
+                .is_some_and(|s| !s.active)
+        },
+    )
+    .await;
+    let during = webhook(&client, 1, "https://during.example.com/hook").await;
+    proxy.restore();
+    eventually(
+        &stream.registry,
+        "the change made during the partition shows",
+        |r| r.webhook(during).is_some(),
+    )
+    .await;
+    stream.stop().await;
+    drop(server);
+}
