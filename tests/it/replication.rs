@@ -392,7 +392,9 @@ fn replication_env(config: &Config) -> Vec<(String, String)> {
 struct Daemon {
     child: std::process::Child,
     addr: String,
-    logs: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Kept so that the daemon's stderr is read to the end (a full pipe
+    /// would block its logging).
+    _logs: std::sync::mpsc::Receiver<serde_json::Value>,
 }
 
 impl Daemon {
@@ -402,7 +404,11 @@ impl Daemon {
         let listening = crate::daemon::wait_for_message(&logs, "admin http server listening");
         let addr = listening["listen"].as_str().unwrap().to_string();
         wait_until_ready(&addr);
-        Daemon { child, addr, logs }
+        Daemon {
+            child,
+            addr,
+            _logs: logs,
+        }
     }
 
     /// A metric's value (`name` with its labels as the exporter writes
@@ -945,7 +951,6 @@ async fn switching_between_notify_and_replication_both_ways_loses_nothing() {
     daemon
         .until_metric("e shows (notify)", WEBHOOKS, |v| v == 4.0)
         .await;
-    let _ = &daemon.logs;
     daemon.stop();
 }
 
