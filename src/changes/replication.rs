@@ -31,6 +31,12 @@ const LAG_EVERY: Duration = Duration::from_secs(5);
 /// How long a streamed commit may take to become visible before its rows
 /// are read anyway.
 const VISIBLE_WITHIN: Duration = Duration::from_secs(5);
+/// The slot read as not held this many times in a row (every `LAG_EVERY`)
+/// means this stream's connection is dead though it gave no error (a
+/// silent partition, after which the server ended the walsender at
+/// `wal_sender_timeout`): the session starts over, from the slot, with no
+/// full read.
+const UNHELD_LIMIT: u32 = 2;
 /// At most this many commits are applied as one batch.
 const MAX_COMMITS: usize = 1000;
 
@@ -191,6 +197,7 @@ impl ChangeStream {
         let mut batch = Pending::default();
         let mut in_txn = false;
         let mut peeked = None;
+        let mut unheld = 0;
         let mut lag = tokio::time::interval(LAG_EVERY);
         let mut reconcile = tokio::time::interval_at(
             tokio::time::Instant::now() + self.reconcile_every,
@@ -204,7 +211,11 @@ impl ChangeStream {
                 None => tokio::select! {
                     event = client.recv() => event,
                     _ = lag.tick() => {
-                        self.record_lag().await;
+                        unheld = if self.record_lag().await { 0 } else { unheld + 1 };
+                        if unheld >= UNHELD_LIMIT {
+                            tracing::warn!(slot = %self.slot, "the replication slot is not held by this stream any more; reconnecting");
+                            return Err(ChangesError::Disconnected);
+                        }
                         continue;
                     }
                     _ = reconcile.tick() => {
@@ -370,7 +381,9 @@ impl ChangeStream {
     }
 
     /// Reads how far the slot's confirmed position is behind the WAL.
-    async fn record_lag(&self) {
+    /// Returns false when the slot is not held by any session (or gone);
+    /// true when it is, or when it cannot be read.
+    async fn record_lag(&self) -> bool {
         let read = async {
             let client = self.pool.get().await.map_err(StoreError::from)?;
             slots::slot(&**client, &self.slot).await
@@ -381,9 +394,13 @@ impl ChangeStream {
                     metrics::gauge!("plausible_webhooks_replication_slot_lag_bytes")
                         .set(lag as f64);
                 }
+                slot.active
             }
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "cannot read the replication slot's lag"),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the replication slot's lag");
+                true
+            }
         }
     }
 }

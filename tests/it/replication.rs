@@ -392,7 +392,9 @@ fn replication_env(config: &Config) -> Vec<(String, String)> {
 struct Daemon {
     child: std::process::Child,
     addr: String,
-    logs: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Kept so that the daemon's stderr is read to the end (a full pipe
+    /// would block its logging).
+    _logs: std::sync::mpsc::Receiver<serde_json::Value>,
 }
 
 impl Daemon {
@@ -402,7 +404,11 @@ impl Daemon {
         let listening = crate::daemon::wait_for_message(&logs, "admin http server listening");
         let addr = listening["listen"].as_str().unwrap().to_string();
         wait_until_ready(&addr);
-        Daemon { child, addr, logs }
+        Daemon {
+            child,
+            addr,
+            _logs: logs,
+        }
     }
 
     /// A metric's value (`name` with its labels as the exporter writes
@@ -945,7 +951,6 @@ async fn switching_between_notify_and_replication_both_ways_loses_nothing() {
     daemon
         .until_metric("e shows (notify)", WEBHOOKS, |v| v == 4.0)
         .await;
-    let _ = &daemon.logs;
     daemon.stop();
 }
 
@@ -1084,5 +1089,49 @@ async fn a_slot_invalidated_by_max_slot_wal_keep_size_is_made_again_with_one_ful
         .until_metric("the new slot streams", WEBHOOKS, |v| v == 3.0)
         .await;
     daemon.stop();
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_partition_is_survived() {
+    let server =
+        tokio::task::spawn_blocking(|| PrivatePostgres::start(&["-c", "wal_sender_timeout=2s"]))
+            .await
+            .unwrap()
+            .unwrap();
+    let url = database_on(&server).await;
+    let (proxy, proxied) = crate::support::proxy::Proxy::for_postgres_url(&url).await;
+    let mut config = Config::defaults();
+    config.postgres.url = PostgresUrl::new(proxied);
+    replicating(&mut config, "partition");
+    let client = connect(&url).await;
+    site(&client, 1).await;
+    let feed = Feed::default();
+    let stream = Stream::start(&config, RegistryHandle::default(), &feed).await;
+    until_active(&client, &config.changes.slot()).await;
+
+    // Nothing gets through for a while: no error reaches the daemon, and
+    // the server ends its walsender (wal_sender_timeout).
+    proxy.blackhole();
+    wait_for(
+        "the server lets the slot go",
+        Duration::from_secs(20),
+        async || {
+            replication::slot(&client, &config.changes.slot())
+                .await
+                .unwrap()
+                .is_some_and(|s| !s.active)
+        },
+    )
+    .await;
+    let during = webhook(&client, 1, "https://during.example.com/hook").await;
+    proxy.restore();
+    eventually(
+        &stream.registry,
+        "the change made during the partition shows",
+        |r| r.webhook(during).is_some(),
+    )
+    .await;
+    stream.stop().await;
     drop(server);
 }
