@@ -119,18 +119,24 @@ pub async fn until_visible(
     if xids.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = xids.iter().map(|x| i64::from(*x)).collect();
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let running: i64 = client
-            .query_one(include_str!("sql/replication/xacts_running.sql"), &[&ids])
-            .await?
-            .try_get(0)?;
-        if running == 0 || tokio::time::Instant::now() >= deadline {
+        if not_visible(client, xids).await? == 0 || tokio::time::Instant::now() >= deadline {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// How many of `xids` (32-bit, as a stream's Begin names them) a snapshot
+/// taken now does not see as committed, including the newest transaction
+/// (at or past the snapshot's xmax), which no snapshot lists as running.
+pub async fn not_visible(client: &impl GenericClient, xids: &[u32]) -> Result<i64, StoreError> {
+    let ids: Vec<i64> = xids.iter().map(|x| i64::from(*x)).collect();
+    Ok(client
+        .query_one(include_str!("sql/replication/xacts_running.sql"), &[&ids])
+        .await?
+        .try_get(0)?)
 }
 
 /// `uninstall`: drops every slot of this database whose name starts with
