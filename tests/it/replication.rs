@@ -604,9 +604,14 @@ async fn database_on(server: &PrivatePostgres) -> String {
     url
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_restart_is_survived_without_a_full_read() {
-    let mut server = tokio::task::spawn_blocking(|| PrivatePostgres::start(&[]))
+/// A private Postgres server started with `args`, a database on it with
+/// Plausible's tables and the daemon's migrations, and a replication-mode
+/// config for it (and the harness's ClickHouse).
+async fn on_private_server(
+    args: &'static [&'static str],
+    tag: &str,
+) -> (PrivatePostgres, String, Config) {
+    let server = tokio::task::spawn_blocking(move || PrivatePostgres::start(args))
         .await
         .unwrap()
         .unwrap();
@@ -617,7 +622,13 @@ async fn a_postgres_restart_is_survived_without_a_full_read() {
         url: url.clone(),
     };
     let mut config = config(&pg, &ch);
-    replicating(&mut config, "restart");
+    replicating(&mut config, tag);
+    (server, url, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_is_survived_without_a_full_read() {
+    let (mut server, url, config) = on_private_server(&[], "restart").await;
     let mut migrate = spawn("migrate", &replication_env(&config));
     assert!(wait_exit(&mut migrate, Duration::from_secs(60)).success());
     let client = connect(&url).await;
@@ -854,19 +865,7 @@ async fn a_user_without_replication_or_publications_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wal_level_replica_refuses_replication_mode_with_exit_code_2() {
-    let server =
-        tokio::task::spawn_blocking(|| PrivatePostgres::start(&["-c", "wal_level=replica"]))
-            .await
-            .unwrap()
-            .unwrap();
-    let url = database_on(&server).await;
-    let ch = TestClickhouse::new().await;
-    let pg = TestPostgres {
-        name: "plausible".into(),
-        url,
-    };
-    let mut config = config(&pg, &ch);
-    replicating(&mut config, "replica");
+    let (server, _, config) = on_private_server(&["-c", "wal_level=replica"], "replica").await;
     let mut daemon = spawn("run", &replication_env(&config));
     let status = wait_exit(&mut daemon, Duration::from_secs(60));
     let mut err = String::new();
@@ -1028,20 +1027,8 @@ async fn doctor_flags_unread_slots_and_disabled_triggers_and_uninstall_drops_slo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_invalidated_by_max_slot_wal_keep_size_is_made_again_with_one_full_read() {
-    let server = tokio::task::spawn_blocking(|| {
-        PrivatePostgres::start(&["-c", "max_slot_wal_keep_size=1MB"])
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let url = database_on(&server).await;
-    let ch = TestClickhouse::new().await;
-    let pg = TestPostgres {
-        name: "plausible".into(),
-        url: url.clone(),
-    };
-    let mut config = config(&pg, &ch);
-    replicating(&mut config, "lost");
+    let (server, url, config) =
+        on_private_server(&["-c", "max_slot_wal_keep_size=1MB"], "lost").await;
     let env = replication_env(&config);
     let mut migrate = spawn("migrate", &env);
     assert!(wait_exit(&mut migrate, Duration::from_secs(60)).success());
