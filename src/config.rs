@@ -131,11 +131,22 @@ pub const SLOT_PREFIX: &str = "plausible_webhooks";
 
 /// A replication slot's name as Postgres takes it: lower-case letters,
 /// digits and `_`, at most 63 bytes.
-fn is_slot_name(s: &str) -> bool {
+/// Lower-case letters, digits and `_`, at most 63 bytes: what a slot name
+/// (or the part a replica name adds to one) may hold.
+fn is_slot_chars(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// A slot name that `START_REPLICATION SLOT <name>` takes unquoted: it
+/// starts with a letter or `_`.
+fn is_slot_name(s: &str) -> bool {
+    is_slot_chars(s)
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -604,7 +615,7 @@ impl Config {
 
         let changes = &self.changes;
         check(
-            changes.replica_name.is_empty() || is_slot_name(&changes.replica_name),
+            changes.replica_name.is_empty() || is_slot_chars(&changes.replica_name),
             "changes.replica_name",
             &|| {
                 format!(
@@ -618,14 +629,14 @@ impl Config {
         } else {
             "changes.slot_name"
         };
-        let replica_ok = changes.replica_name.is_empty() || is_slot_name(&changes.replica_name);
+        let replica_ok = changes.replica_name.is_empty() || is_slot_chars(&changes.replica_name);
         let derived_or_set = !changes.slot_name.is_empty() || replica_ok;
         check(
             !derived_or_set || is_slot_name(&changes.slot()),
             slot_key,
             &|| {
                 format!(
-                    "the replication slot name {:?} must be 1 to 63 lower-case letters, digits and _",
+                    "the replication slot name {:?} must be 1 to 63 lower-case letters, digits and _, starting with a letter or _",
                     changes.slot()
                 )
             },

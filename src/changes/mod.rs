@@ -49,6 +49,8 @@ pub enum ChangesError {
     Replication(#[from] store::replication::ReplicationError),
     #[error("the change stream connection closed")]
     Disconnected,
+    #[error("a streamed commit was still not visible after {0:?}; streaming it again")]
+    NotVisible(std::time::Duration),
 }
 
 /// Why the registry was read in full.

@@ -9,9 +9,11 @@
 //! that arrived together are applied as one batch. Only once a batch is
 //! applied is its commit's end LSN acknowledged, so a crash or a cut
 //! connection resumes at the first change not yet applied, and a reconnect
-//! needs no full read. The outbox's changes are handed to the delivery
-//! schedule's feed as they arrive (hints: the schedule is a cache), so a
-//! transaction of 100,000 deliveries holds none of them here.
+//! needs no full read. The outbox's changes become hints for the delivery
+//! schedule's feed, handed over with their batch once it is visible (a
+//! lease taken earlier would be refused); a batch holds at most 10,000, and
+//! a larger one (a transaction of 100,000 deliveries) has the schedule read
+//! the outbox instead.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -37,6 +39,12 @@ const VISIBLE_WITHIN: Duration = Duration::from_secs(5);
 /// `wal_sender_timeout`): the session starts over, from the slot, with no
 /// full read.
 const UNHELD_LIMIT: u32 = 2;
+/// A stream that ran this long before its error starts the reconnect
+/// backoff over.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+/// At most this many deliveries are held for the schedule per batch; a
+/// larger one has the schedule read the outbox instead.
+const MAX_HINTS: usize = 10_000;
 /// At most this many commits are applied as one batch.
 const MAX_COMMITS: usize = 1000;
 
@@ -62,11 +70,34 @@ struct Pending {
     commits: usize,
     /// The transactions collected, to wait until they are visible.
     xids: Vec<u32>,
+    /// Deliveries for the schedule, handed over once their commits are
+    /// visible (a lease taken before would be refused); at most
+    /// `MAX_HINTS`, beyond which the schedule reads the outbox instead.
+    hints: Vec<Hint>,
+    /// The schedule must read the outbox in full.
+    outbox_resync: bool,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.changes == 0 && self.full_read.is_none() && self.end_lsn.is_none()
+        self.changes == 0
+            && self.full_read.is_none()
+            && self.end_lsn.is_none()
+            && self.hints.is_empty()
+            && !self.outbox_resync
+    }
+
+    /// Notes a delivery for the schedule, within the bound.
+    fn hint(&mut self, hint: Hint) {
+        if self.outbox_resync {
+            return;
+        }
+        if self.hints.len() >= MAX_HINTS {
+            self.hints = Vec::new();
+            self.outbox_resync = true;
+        } else {
+            self.hints.push(hint);
+        }
     }
 
     fn held(&self) -> usize {
@@ -99,6 +130,13 @@ impl Pending {
         self.end_lsn = Some(end_lsn);
         self.commits += 1;
         self.xids.extend(txn.xids);
+        if txn.outbox_resync {
+            self.hints = Vec::new();
+            self.outbox_resync = true;
+        }
+        for hint in txn.hints {
+            self.hint(hint);
+        }
     }
 
     fn is_full(&self) -> bool {
@@ -134,6 +172,7 @@ impl ChangeStream {
         heartbeat.set_connected(true);
         metrics::gauge!("plausible_webhooks_change_stream_connected").set(1.0);
         tracing::info!(slot = %self.slot, "replication stream started");
+        let streamed = std::time::Instant::now();
         let result = self.stream(&mut client, heartbeat).await;
         client.abort();
         if let Err(ChangesError::Replication(ReplicationError::SlotInvalidated {
@@ -142,7 +181,11 @@ impl ChangeStream {
         {
             state.invalidated = Some(reason.clone());
         }
-        result.map_err(|e| (e, true))
+        // A reconnect reads nothing in full, so an error that recurs at
+        // once (a publication dropped, a change that always fails to
+        // apply) would otherwise reconnect every 100 ms: only a stream that
+        // ran a while starts the backoff over.
+        result.map_err(|e| (e, streamed.elapsed() >= HEALTHY_AFTER))
     }
 
     /// Makes sure the slot can be read; says why everything must be read
@@ -272,14 +315,12 @@ impl ChangeStream {
             Err(e) => {
                 tracing::warn!(error = %e, "unreadable replicated change; reading everything again");
                 txn.read_everything(Resync::Lost);
-                if let Some(feed) = &self.feed {
-                    feed.send(Item::Resync);
-                }
+                txn.outbox_resync = true;
                 return;
             }
         };
-        txn.changes += 1;
         if change.kind == ChangeKind::Truncate {
+            txn.changes += 1;
             let tables: Vec<String> = change.truncated().iter().map(|t| t.to_string()).collect();
             tracing::warn!(tables = ?tables, "a replicated table was truncated; reading everything again");
             txn.read_everything(Resync::Truncate);
@@ -287,7 +328,7 @@ impl ChangeStream {
         }
         let target = match change.table.name.as_str() {
             "webhook_deliveries" => {
-                self.hint(&change);
+                self.hint(&change, txn);
                 return;
             }
             "webhooks" => &mut txn.ids.webhooks,
@@ -296,6 +337,7 @@ impl ChangeStream {
             "sites" => &mut txn.ids.sites,
             _ => return,
         };
+        txn.changes += 1;
         match change.i64("id") {
             Ok(Some(id)) => {
                 if txn.full_read.is_none() {
@@ -312,15 +354,16 @@ impl ChangeStream {
         }
     }
 
-    /// Hands a delivery that may have become due to the schedule: every
+    /// Notes for the schedule a delivery that may have become due: every
     /// pending row not under a lease (new deliveries, replays, retries and
     /// released leases). Without the old row this passes more than the
     /// NOTIFY trigger did (a retry the scheduler itself placed, too); a
-    /// second insert of a known delivery changes nothing.
-    fn hint(&self, change: &Change) {
-        let Some(feed) = &self.feed else {
+    /// second insert of a known delivery changes nothing. It is handed
+    /// over at its commit, once visible (`apply_batch`).
+    fn hint(&self, change: &Change, txn: &mut Pending) {
+        if self.feed.is_none() {
             return;
-        };
+        }
         let pending = matches!(change.text("status"), Ok(Some("pending")));
         let unleased = matches!(
             change.column("lease_token"),
@@ -335,16 +378,16 @@ impl ChangeStream {
             change.timestamp("next_attempt_at"),
         );
         match read {
-            (Ok(Some(id)), Ok(Some(webhook_id)), Ok(Some(due))) => feed.send(Item::Hint(Hint {
+            (Ok(Some(id)), Ok(Some(webhook_id)), Ok(Some(due))) => txn.hint(Hint {
                 id: id.to_string(),
                 webhook_id,
                 due_ms: due.timestamp_millis(),
-            })),
+            }),
             _ => {
                 tracing::warn!(
                     "a replicated delivery could not be read; reading the outbox in full"
                 );
-                feed.send(Item::Resync);
+                txn.outbox_resync = true;
             }
         }
     }
@@ -355,14 +398,26 @@ impl ChangeStream {
         batch: Pending,
         client: &ReplicationClient,
     ) -> Result<(), ChangesError> {
-        if batch.full_read.is_some() || batch.held() > 0 {
+        let hands_over = !batch.hints.is_empty() || batch.outbox_resync;
+        if batch.full_read.is_some() || batch.held() > 0 || hands_over {
             let pooled = self.pool.get().await.map_err(StoreError::from)?;
-            slots::until_visible(&**pooled, &batch.xids, VISIBLE_WITHIN).await?;
+            if !slots::until_visible(&**pooled, &batch.xids, VISIBLE_WITHIN).await? {
+                // Not acknowledged: the next session streams it again.
+                return Err(ChangesError::NotVisible(VISIBLE_WITHIN));
+            }
         }
         match batch.full_read {
             Some(reason) => self.resync(reason).await?,
             None if batch.held() > 0 => self.apply_ids(&batch.ids, batch.changes).await?,
             None => {}
+        }
+        if let Some(feed) = &self.feed {
+            if batch.outbox_resync {
+                feed.send(Item::Resync);
+            }
+            for hint in batch.hints {
+                feed.send(Item::Hint(hint));
+            }
         }
         if let Some(lsn) = batch.end_lsn {
             client.update_applied_lsn(lsn);
@@ -431,6 +486,29 @@ mod tests {
         batch.merge(txn([7]), Lsn(30));
         assert_eq!(batch.held(), 0);
         assert_eq!(batch.commits, 3);
+    }
+
+    #[test]
+    fn hints_past_their_bound_become_one_read_of_the_outbox() {
+        let hint = |i: usize| Hint {
+            id: format!("msg_{i:08}"),
+            webhook_id: 1,
+            due_ms: 0,
+        };
+        let mut t = txn([]);
+        for i in 0..MAX_HINTS {
+            t.hint(hint(i));
+        }
+        assert!(!t.outbox_resync);
+        let mut batch = Pending::default();
+        batch.merge(t, Lsn(1));
+        assert_eq!(batch.hints.len(), MAX_HINTS);
+        let mut t = txn([]);
+        t.hint(hint(MAX_HINTS));
+        batch.merge(t, Lsn(2));
+        assert!(batch.outbox_resync);
+        assert!(batch.hints.is_empty(), "memory stays bounded");
+        assert!(!batch.is_empty());
     }
 
     #[test]

@@ -110,19 +110,23 @@ pub async fn drop_slot(client: &impl GenericClient, name: &str) -> Result<(), St
 }
 
 /// Waits (at most `limit`) until the transactions `xids` are visible to
-/// new snapshots: a streamed commit can arrive just before it is.
+/// new snapshots: a streamed commit can arrive just before it is. Returns
+/// false if some still are not after `limit`.
 pub async fn until_visible(
     client: &impl GenericClient,
     xids: &[u32],
     limit: Duration,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     if xids.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if not_visible(client, xids).await? == 0 || tokio::time::Instant::now() >= deadline {
-            return Ok(());
+        if not_visible(client, xids).await? == 0 {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -92,7 +92,7 @@ fn describe_metrics() {
     );
     metrics::describe_gauge!(
         "plausible_webhooks_change_stream_connected",
-        "1 while the LISTEN connection is up and the registry loaded, else 0."
+        "1 while the change source is connected (the LISTEN connection, or in replication mode the replication stream) and the registry loaded, else 0."
     );
     metrics::describe_counter!(
         "plausible_webhooks_change_stream_reconnects_total",

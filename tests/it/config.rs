@@ -240,6 +240,11 @@ fn an_invalid_value_names_the_key_and_its_source() {
             "PLAUSIBLE_WEBHOOKS_CHANGES__SLOT_NAME",
             "my-slot",
         ),
+        (
+            "changes.slot_name",
+            "PLAUSIBLE_WEBHOOKS_CHANGES__SLOT_NAME",
+            "1slot",
+        ),
     ];
     for (key, var, value) in cases {
         let found = problems(Config::load(&Sources {
