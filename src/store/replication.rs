@@ -39,6 +39,8 @@ pub enum ReplicationError {
     SlotBusy { slot: String, pid: Option<i32> },
     #[error("replication slot {slot} can no longer be read: {reason}")]
     SlotInvalidated { slot: String, reason: String },
+    #[error("the replication stream did not start within {0:?} (postgres.connect_timeout_secs)")]
+    StartTimeout(Duration),
     #[error("replication slot {slot} does not exist")]
     SlotMissing { slot: String },
     #[error("replication stream: {0}")]
@@ -267,6 +269,9 @@ pub async fn prerequisites(client: &impl GenericClient) -> Result<Vec<String>, S
 #[derive(Clone)]
 pub struct Target {
     config: ReplicationConfig,
+    /// `postgres.connect_timeout_secs`: how long connecting and starting
+    /// the stream may take.
+    connect_timeout: Duration,
 }
 
 impl Target {
@@ -319,6 +324,7 @@ impl Target {
                 .with_wakeup_interval(Duration::from_secs(5))
                 .with_buffer_size(8192)
                 .with_application_name(application_name),
+            connect_timeout: Duration::from_secs(postgres.connect_timeout_secs),
         })
     }
 
@@ -328,13 +334,20 @@ impl Target {
 
     /// Opens the stream at the slot's confirmed position; returns once the
     /// server accepted START_REPLICATION (the slot is then this session's).
+    /// A server that accepts the connection but never answers fails it
+    /// after `postgres.connect_timeout_secs`.
     pub async fn start(&self) -> Result<ReplicationClient, ReplicationError> {
-        let mut client = ReplicationClient::connect_gated(self.config.clone())
+        let started = async {
+            let mut client = ReplicationClient::connect_gated(self.config.clone())
+                .await
+                .map_err(|e| self.classify(e))?;
+            client.start().await.map_err(|e| self.classify(e))?;
+            client.wait_started().await.map_err(|e| self.classify(e))?;
+            Ok(client)
+        };
+        tokio::time::timeout(self.connect_timeout, started)
             .await
-            .map_err(|e| self.classify(e))?;
-        client.start().await.map_err(|e| self.classify(e))?;
-        client.wait_started().await.map_err(|e| self.classify(e))?;
-        Ok(client)
+            .map_err(|_| ReplicationError::StartTimeout(self.connect_timeout))?
     }
 
     /// Turns the server's refusals of a slot into errors that say what to
