@@ -7,9 +7,11 @@
 //! each statement is rewritten here, and only here: ` ON CLUSTER <name>`
 //! after the object's name, and a `…MergeTree` engine becomes its
 //! `Replicated…MergeTree` with the ZooKeeper path
-//! `/clickhouse/tables/{shard}/<database>/<table>` and replica `{replica}`
-//! (the servers' macros; 18.16 expands no `{database}` or `{table}` macro
-//! in a path, so the database name is rendered by the daemon).
+//! `/clickhouse/<cluster>/tables/{shard}/<database>/<table>` and replica
+//! `{replica}` (the servers' macros; 18.16 expands no `{database}` or
+//! `{table}` macro in a path, so the database name is rendered by the
+//! daemon). The cluster's name keeps two clusters that share a ZooKeeper
+//! and a database name from sharing tables.
 
 use super::{Analytics, AnalyticsError};
 
@@ -72,7 +74,7 @@ pub fn on_cluster(statement: &str, cluster: &str) -> Result<String, ClusterError
     out.push_str(cluster);
     let rest = &statement[name_start + name_len..];
     if head.starts_with("CREATE TABLE") {
-        out.push_str(&replicated_engine(rest, table).ok_or_else(no_form)?);
+        out.push_str(&replicated_engine(rest, cluster, table).ok_or_else(no_form)?);
     } else {
         out.push_str(rest);
     }
@@ -81,7 +83,7 @@ pub fn on_cluster(statement: &str, cluster: &str) -> Result<String, ClusterError
 
 /// `rest` with its `ENGINE = …MergeTree[(args)]` replicated; `None` when
 /// it has no MergeTree engine (nothing else replicates).
-fn replicated_engine(rest: &str, table: &str) -> Option<String> {
+fn replicated_engine(rest: &str, cluster: &str, table: &str) -> Option<String> {
     const ENGINE: &str = "ENGINE = ";
     let at = rest.find(ENGINE)? + ENGINE.len();
     let engine_len = rest[at..]
@@ -91,7 +93,9 @@ fn replicated_engine(rest: &str, table: &str) -> Option<String> {
     if !engine.ends_with("MergeTree") || engine.starts_with("Replicated") {
         return None;
     }
-    let path = format!("'/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}'");
+    let path = format!(
+        "'/clickhouse/{cluster}/tables/{{shard}}/{{database}}/{table}', '{{replica}}'"
+    );
     let after = &rest[at + engine_len..];
     let (args, tail) = match after.strip_prefix('(') {
         Some(inner) => {
@@ -166,7 +170,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             out,
-            "CREATE TABLE IF NOT EXISTS {database}.t ON CLUSTER web (x UInt8) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/t', '{replica}')\nORDER BY x"
+            "CREATE TABLE IF NOT EXISTS {database}.t ON CLUSTER web (x UInt8) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/web/tables/{shard}/{database}/t', '{replica}')\nORDER BY x"
         );
         let out = on_cluster(
             "CREATE TABLE IF NOT EXISTS {database}.t (x UInt8, v UInt8) ENGINE = ReplacingMergeTree(v) ORDER BY x",
@@ -174,7 +178,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            out.contains("ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/t', '{replica}', v) ORDER BY x"),
+            out.contains("ENGINE = ReplicatedReplacingMergeTree('/clickhouse/web/tables/{shard}/{database}/t', '{replica}', v) ORDER BY x"),
             "{out}"
         );
         let out = on_cluster("DROP TABLE IF EXISTS {database}.webhooks_inserts", "web").unwrap();
@@ -215,7 +219,7 @@ mod tests {
             if flat.starts_with("CREATE TABLE") {
                 assert!(flat.contains("ENGINE = Replicated"), "{flat}");
                 assert!(
-                    flat.contains("'/clickhouse/tables/{shard}/{database}/webhooks_")
+                    flat.contains("'/clickhouse/web/tables/{shard}/{database}/webhooks_")
                         || flat.contains("/plausible_webhooks_migrations'"),
                     "{flat}"
                 );
