@@ -142,7 +142,7 @@ fn start_zookeeper(dir: &Path) -> Result<u16, String> {
         std::fs::write(
             &config,
             format!(
-                "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\nmaxClientCnxns=0\n4lw.commands.whitelist=srvr\n",
+                "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\nmaxClientCnxns=0\n4lw.commands.whitelist=srvr\n",
                 dir.join("data").display()
             ),
         )
@@ -197,12 +197,14 @@ fn zookeeper_ok(port: u16) -> bool {
 }
 
 /// A replica's part of config.xml: replication between the servers,
-/// ZooKeeper, the one-shard cluster, its macros and distributed DDL.
+/// ZooKeeper (a 30 s session, so a stall on a loaded machine does not
+/// make the tables read-only), the one-shard cluster, its macros and
+/// distributed DDL.
 const REPLICA_XML: &str = r#"  <interserver_http_port>{interserver_port}</interserver_http_port>
   <interserver_http_host>127.0.0.1</interserver_http_host>
   <zookeeper>
     <node><host>127.0.0.1</host><port>{zookeeper_port}</port></node>
-    <session_timeout_ms>5000</session_timeout_ms>
+    <session_timeout_ms>30000</session_timeout_ms>
   </zookeeper>
   <remote_servers>
     <{cluster}>
