@@ -12,7 +12,7 @@ use std::time::Duration;
 use plausible_webhooks::analytics::{Analytics, embedded_migrations, install, retention};
 use plausible_webhooks::triggers::TriggerEngine;
 
-use crate::support::servers::cluster::{self, CLUSTER, Cluster};
+use crate::support::servers::cluster::{self, CLUSTER, Cluster, TWO_SHARDS};
 use crate::support::{TestClickhouse, TestPostgres, binary, config, config_env, wait_for};
 use crate::triggers::World;
 
@@ -209,6 +209,11 @@ async fn migrate_refuses_without_the_cluster_then_installs_on_every_replica() {
         stderr.contains("no_such_cluster") && stderr.contains(CLUSTER),
         "{stderr}"
     );
+    // A cluster of two shards: sharding is not supported.
+    config.clickhouse.cluster = TWO_SHARDS.into();
+    let (code, _, stderr) = run_binary(&config, &["migrate"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("2 shards"), "{stderr}");
     // A cluster over an events table that is not replicated.
     config.clickhouse.cluster = CLUSTER.into();
     raw(a, &db)
