@@ -584,6 +584,17 @@ impl Config {
         let has_userinfo = |u: &String| {
             url::Url::parse(u).is_ok_and(|p| !p.username().is_empty() || p.password().is_some())
         };
+        let has_query = |u: &String| {
+            url::Url::parse(u).is_ok_and(|p| p.query().is_some() || p.fragment().is_some())
+        };
+        if let Some(bad) = ch.failover_urls.iter().find(|u| has_query(u)) {
+            check(false, "clickhouse.failover_urls", &|| {
+                format!(
+                    "must not carry a query string or fragment (settings and credentials come from the other clickhouse keys), got {:?}",
+                    crate::redact::url(bad, false)
+                )
+            });
+        }
         if let Some(bad) = ch.failover_urls.iter().find(|u| has_userinfo(u)) {
             check(false, "clickhouse.failover_urls", &|| {
                 format!(

@@ -24,11 +24,13 @@ pub enum MigrateError {
 }
 
 impl MigrateError {
-    /// A refusal the config can fix (exit code 2): a replicated events
-    /// table without `clickhouse.cluster`, or a cluster the server does not
-    /// know.
+    /// A refusal the config (or an `uninstall`) can fix (exit code 2): a
+    /// replicated events table without `clickhouse.cluster`, a cluster the
+    /// server does not know or with more than one shard, a cluster over an
+    /// unreplicated events table, or the daemon's tables unreplicated under
+    /// a cluster. A statement with no cluster form is a bug, not a refusal.
     pub fn is_config_refusal(&self) -> bool {
-        matches!(self, MigrateError::Analytics(AnalyticsError::Cluster(_)))
+        matches!(self, MigrateError::Analytics(AnalyticsError::Cluster(e)) if e.is_refusal())
     }
 }
 

@@ -49,8 +49,9 @@ fn normalize(t: &str) -> String {
     s
 }
 
-/// The length up to the parenthesis that closes an opened one.
-fn closing(s: &str) -> Option<usize> {
+/// The length up to the parenthesis that closes an opened one (also the
+/// cluster form's engine arguments).
+pub(super) fn closing(s: &str) -> Option<usize> {
     let mut depth = 0usize;
     for (i, c) in s.char_indices() {
         match c {
@@ -167,6 +168,19 @@ pub async fn check_objects(analytics: &Analytics) -> Result<Vec<String>, Analyti
 /// (created by a `migrate` run without `clickhouse.cluster`), whose rows
 /// would stay on this replica.
 fn unreplicated(tables: &BTreeMap<String, String>) -> Vec<String> {
+    unreplicated_tables(tables)
+        .into_iter()
+        .map(|(name, engine)| {
+            format!(
+                "{name} is a {engine}, not replicated, though clickhouse.cluster is set: it was created without the cluster; run `plausible-webhooks uninstall` and `migrate` again"
+            )
+        })
+        .collect()
+}
+
+/// The daemon's tables present that are not `Replicated…`, with their
+/// engines.
+fn unreplicated_tables(tables: &BTreeMap<String, String>) -> Vec<(String, String)> {
     all_objects()
         .into_iter()
         .filter(|o| !o.view)
@@ -174,20 +188,33 @@ fn unreplicated(tables: &BTreeMap<String, String>) -> Vec<String> {
         .chain(std::iter::once(MIGRATIONS_TABLE.to_string()))
         .filter_map(|name| {
             let engine = tables.get(&name)?;
-            (!engine.starts_with("Replicated")).then(|| {
-                format!(
-                    "{name} is a {engine}, not replicated, though clickhouse.cluster is set: it was created without the cluster; run `plausible-webhooks uninstall` and `migrate` again"
-                )
-            })
+            (!engine.starts_with("Replicated")).then(|| (name, engine.clone()))
         })
         .collect()
 }
 
-/// The cluster checks alone, as an error (`migrate` refuses on them).
+/// The cluster checks alone, as an error (`migrate` refuses on them): with
+/// a cluster configured, also the daemon's tables left unreplicated by an
+/// earlier single-server `migrate`.
 pub async fn check_cluster(analytics: &Analytics) -> Result<(), AnalyticsError> {
-    match super::cluster::check(analytics).await? {
-        Some(problem) => Err(problem.into()),
-        None => Ok(()),
+    if let Some(problem) = super::cluster::check(analytics).await? {
+        return Err(problem.into());
+    }
+    if analytics.cluster().is_none() {
+        return Ok(());
+    }
+    let present: BTreeMap<String, String> = tables(analytics).await?.into_iter().collect();
+    let left = unreplicated_tables(&present);
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(super::ClusterError::Unreplicated {
+            tables: left
+                .into_iter()
+                .map(|(name, engine)| format!("{name} ({engine})"))
+                .collect(),
+        }
+        .into())
     }
 }
 
@@ -250,19 +277,29 @@ pub(super) fn complete(m: &Migration, tables: &BTreeMap<String, String>) -> bool
 
 /// Drops every object the daemon created in ClickHouse, views before the
 /// tables they fill, then its record of migrations; returns what it
-/// dropped. Objects already gone are passed over, so it can run again.
+/// dropped (as this replica saw it). Objects already gone are passed over,
+/// so it can run again. On a cluster every known name is dropped
+/// `ON CLUSTER` (`IF EXISTS`), whatever this replica holds, so that a view
+/// left on another replica never outlives the table it fills.
 pub async fn uninstall(analytics: &Analytics) -> Result<Vec<String>, AnalyticsError> {
     let mut objects = all_objects();
     objects.sort_by_key(|o| !o.view);
     let mut names: Vec<String> = objects.into_iter().map(|o| o.name).collect();
     names.push(MIGRATIONS_TABLE.to_string());
     let present: BTreeMap<String, String> = tables(analytics).await?.into_iter().collect();
+    let on_cluster = analytics.cluster().is_some();
     let mut dropped = Vec::new();
-    for name in names.into_iter().filter(|n| present.contains_key(n)) {
+    for name in names {
+        let here = present.contains_key(&name);
+        if !(here || on_cluster) {
+            continue;
+        }
         let sql = analytics
             .render_ddl(&include_str!("sql/drop_object.sql").replace("{object}", &name))?;
         analytics.execute(&sql).await?;
-        dropped.push(name);
+        if here {
+            dropped.push(name);
+        }
     }
     Ok(dropped)
 }

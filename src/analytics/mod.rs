@@ -4,14 +4,15 @@
 //! therefore talks plain `RowBinary` with schema validation off.
 
 mod cluster;
+mod failover;
 pub mod install;
 mod lossy;
 mod migrations;
 pub mod retention;
 pub mod trigger_reads;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::client::legacy::Client as HyperClient;
@@ -62,19 +63,13 @@ struct Endpoint {
     batched: clickhouse::Client,
 }
 
-/// Which endpoint queries go to, and since when.
-struct Current {
-    index: usize,
-    since: std::time::Instant,
-}
-
 /// A ClickHouse connection with the daemon's settings: `clickhouse.url`,
 /// then `clickhouse.failover_urls` in order when the one in use cannot be
 /// reached.
 #[derive(Clone)]
 pub struct Analytics {
     endpoints: Arc<[Endpoint]>,
-    current: Arc<Mutex<Current>>,
+    failover: Arc<failover::Failover>,
     settings_allowed: Arc<AtomicBool>,
     database: String,
     events_table: String,
@@ -123,10 +118,10 @@ impl Analytics {
             .collect();
         Analytics {
             endpoints: endpoints.into(),
-            current: Arc::new(Mutex::new(Current {
-                index: 0,
-                since: std::time::Instant::now(),
-            })),
+            failover: Arc::new(failover::Failover::new(
+                BACK_TO_PRIMARY,
+                std::time::Instant::now(),
+            )),
             settings_allowed: Arc::new(AtomicBool::new(true)),
             database: config.database.clone(),
             events_table: config.events_table.clone(),
@@ -245,7 +240,8 @@ impl Analytics {
         F: Fn(&clickhouse::Client) -> Fut,
         Fut: Future<Output = Result<T, clickhouse::error::Error>>,
     {
-        let first = self.first_endpoint();
+        let start = self.failover.start(std::time::Instant::now());
+        let first = start.first;
         let count = self.endpoints.len();
         let mut last_error = None;
         for k in 0..count {
@@ -258,7 +254,7 @@ impl Analytics {
             };
             let error = match tokio::time::timeout(self.timeout, make(client)).await {
                 Ok(Ok(value)) => {
-                    self.settle_on(index);
+                    self.settle_on(start, index);
                     return Ok(value);
                 }
                 Ok(Err(clickhouse::error::Error::Network(e))) => {
@@ -279,43 +275,25 @@ impl Analytics {
         Err(last_error.unwrap_or(AnalyticsError::Timeout(self.timeout)))
     }
 
-    /// The endpoint to try first: the one in use, or `clickhouse.url` once
-    /// a failover URL has been in use for [`BACK_TO_PRIMARY`].
-    fn first_endpoint(&self) -> usize {
-        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.index != 0 && current.since.elapsed() >= BACK_TO_PRIMARY {
-            0
-        } else {
-            current.index
-        }
-    }
-
-    /// Records that `index` answered; a change is a failover, logged and
-    /// counted.
-    fn settle_on(&self, index: usize) {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.index == index {
-            if index != 0 && current.since.elapsed() >= BACK_TO_PRIMARY {
-                // clickhouse.url was tried and did not answer: wait again.
-                current.since = std::time::Instant::now();
-            }
+    /// Records that `index` answered a query that began at `start`; a
+    /// change is a failover, logged and counted.
+    fn settle_on(&self, start: failover::Start, index: usize) {
+        let Some(from) = self
+            .failover
+            .settle(start, index, std::time::Instant::now())
+        else {
             return;
-        }
-        let from = &self.endpoints[current.index].shown;
+        };
+        let from = &self.endpoints[from].shown;
         let to = &self.endpoints[index].shown;
         tracing::warn!(from = %from, to = %to, "clickhouse failover");
         metrics::counter!("plausible_webhooks_clickhouse_failovers_total", "url" => to.clone())
             .increment(1);
-        *current = Current {
-            index,
-            since: std::time::Instant::now(),
-        };
     }
 
     /// The URL queries go to now, as shown.
     pub fn current_url(&self) -> String {
-        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        self.endpoints[current.index].shown.clone()
+        self.endpoints[self.failover.index()].shown.clone()
     }
 
     /// True once [`Analytics::probe`] found a `readonly = 1` user: it may

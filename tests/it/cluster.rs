@@ -12,7 +12,7 @@ use std::time::Duration;
 use plausible_webhooks::analytics::{Analytics, embedded_migrations, install, retention};
 use plausible_webhooks::triggers::TriggerEngine;
 
-use crate::support::servers::cluster::{self, CLUSTER, Cluster};
+use crate::support::servers::cluster::{self, CLUSTER, Cluster, TWO_SHARDS};
 use crate::support::{TestClickhouse, TestPostgres, binary, config, config_env, wait_for};
 use crate::triggers::World;
 
@@ -209,9 +209,43 @@ async fn migrate_refuses_without_the_cluster_then_installs_on_every_replica() {
         stderr.contains("no_such_cluster") && stderr.contains(CLUSTER),
         "{stderr}"
     );
+    // A cluster of two shards: sharding is not supported.
+    config.clickhouse.cluster = TWO_SHARDS.into();
+    let (code, _, stderr) = run_binary(&config, &["migrate"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("2 shards"), "{stderr}");
+    // A cluster over an events table that is not replicated.
+    config.clickhouse.cluster = CLUSTER.into();
+    raw(a, &db)
+        .query("CREATE TABLE events_plain AS events_v2 ENGINE = MergeTree ORDER BY tuple()")
+        .execute()
+        .await
+        .unwrap();
+    let mut plain = config.clone();
+    plain.clickhouse.events_table = "events_plain".into();
+    let (code, _, stderr) = run_binary(&plain, &["migrate"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not replicated"), "{stderr}");
+    assert!(catalog(a, &db).await.is_empty());
+    // The daemon's tables left unreplicated by a single-server migrate.
+    raw(a, &db)
+        .query("CREATE TABLE plausible_webhooks_migrations (version UInt32) ENGINE = MergeTree ORDER BY version")
+        .execute()
+        .await
+        .unwrap();
+    let (code, _, stderr) = run_binary(&config, &["migrate"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("plausible_webhooks_migrations (MergeTree)")
+            && stderr.contains("uninstall"),
+        "{stderr}"
+    );
+    assert_eq!(catalog(a, &db).await.len(), 1, "nothing changed");
+    let (code, stdout, stderr) = run_binary(&config, &["uninstall", "--yes"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(catalog(a, &db).await.is_empty());
 
     // With it: every object on both replicas, tables replicated, one history.
-    config.clickhouse.cluster = CLUSTER.into();
     let (code, _, stderr) = run_binary(&config, &["migrate"]);
     assert_eq!(code, 0, "{stderr}");
     let expected = install::all_objects().len() + 1;
@@ -351,6 +385,21 @@ async fn goals_and_spikes_count_once_wherever_inserts_land_and_however_often_ret
     replicated(cluster, &db, COMPLETIONS, 4).await;
     tick_until(&mut engine, &w, 4).await;
     assert_eq!(spikes(&w).await, 1);
+
+    // Two different blocks whose views' output is identical (same site,
+    // minute, name, path and user; another session): events_v2 keeps both,
+    // and the views' replicated tables do not drop the second's output as
+    // a duplicate, so both count.
+    let at = recent();
+    for session in [2_000_001, 2_000_002] {
+        a.execute(&a.render(&format!(
+            "INSERT INTO {{database}}.{{events_table}} (timestamp, name, site_id, user_id, session_id, pathname, `meta.key`, `meta.value`, scroll_depth, referrer_source) VALUES ('{at}', 'Buy', 1, 9, {session}, '/', [], [], 0, '')"
+        )))
+        .await
+        .unwrap();
+    }
+    replicated(cluster, &db, COMPLETIONS, 6).await;
+    tick_until(&mut engine, &w, 6).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,9 +465,17 @@ async fn a_replica_stopped_mid_stream_loses_nothing_and_the_engine_fails_over() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analytics_fails_over_on_unreachable_urls_and_not_on_sql_errors() {
     let ch = TestClickhouse::new().await;
+    // A port that accepts connections and drops them unanswered: held for
+    // the test, so no other process can take it meanwhile.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port())
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for connection in listener.incoming() {
+                drop(connection);
+            }
+        });
+        format!("http://127.0.0.1:{port}")
     };
     let mut config = ch.config.clone();
     config.url = closed.clone();

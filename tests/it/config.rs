@@ -180,6 +180,16 @@ fn an_invalid_value_names_the_key_and_its_source() {
             "[\"http://default:hunter2@clickhouse-2:8123\"]",
         ),
         (
+            "clickhouse.failover_urls",
+            "PLAUSIBLE_WEBHOOKS_CLICKHOUSE__FAILOVER_URLS",
+            "[\"http://clickhouse-2:8123/?password=hunter2\"]",
+        ),
+        (
+            "clickhouse.failover_urls",
+            "PLAUSIBLE_WEBHOOKS_CLICKHOUSE__FAILOVER_URLS",
+            "[\"http://clickhouse-2:8123/#x\"]",
+        ),
+        (
             "triggers.poll_interval_ms",
             "PLAUSIBLE_WEBHOOKS_TRIGGERS__POLL_INTERVAL_MS",
             "5",

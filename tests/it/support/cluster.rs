@@ -20,6 +20,10 @@ use super::{
 /// The cluster's name in both servers' `remote_servers`.
 pub const CLUSTER: &str = "webhooks_cluster";
 
+/// A second cluster of the same two servers, each its own shard: one the
+/// daemon refuses (it does not shard).
+pub const TWO_SHARDS: &str = "webhooks_two_shards";
+
 /// The ZooKeeper jar Debian's package installs.
 const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 
@@ -105,6 +109,12 @@ fn start() -> Result<Cluster, String> {
         .iter()
         .map(|(_, tcp, _)| format!("<replica><host>127.0.0.1</host><port>{tcp}</port></replica>"))
         .collect();
+    let shards_xml: String = ports
+        .iter()
+        .map(|(_, tcp, _)| {
+            format!("<shard><replica><host>127.0.0.1</host><port>{tcp}</port></replica></shard>")
+        })
+        .collect();
     let mut replicas = Vec::new();
     for (i, (http, tcp, interserver)) in ports.iter().enumerate() {
         let dir = base.join(format!("replica{}", i + 1));
@@ -114,6 +124,8 @@ fn start() -> Result<Cluster, String> {
             .replace("{zookeeper_port}", &zookeeper_port.to_string())
             .replace("{cluster}", CLUSTER)
             .replace("{replicas}", &replicas_xml)
+            .replace("{two_shards}", TWO_SHARDS)
+            .replace("{shards}", &shards_xml)
             .replace("{replica}", &format!("r{}", i + 1));
         let config = write_clickhouse_config(&dir, *http, *tcp, &extra)?;
         let child = launch_clickhouse(&dir, &config, *http).map_err(|e| {
@@ -142,7 +154,7 @@ fn start_zookeeper(dir: &Path) -> Result<u16, String> {
         std::fs::write(
             &config,
             format!(
-                "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\nmaxClientCnxns=0\n4lw.commands.whitelist=srvr\n",
+                "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\nmaxClientCnxns=0\n4lw.commands.whitelist=srvr\n",
                 dir.join("data").display()
             ),
         )
@@ -197,17 +209,20 @@ fn zookeeper_ok(port: u16) -> bool {
 }
 
 /// A replica's part of config.xml: replication between the servers,
-/// ZooKeeper, the one-shard cluster, its macros and distributed DDL.
+/// ZooKeeper (a 30 s session, so a stall on a loaded machine does not
+/// make the tables read-only), the one-shard cluster (and a two-shard
+/// one), its macros and distributed DDL.
 const REPLICA_XML: &str = r#"  <interserver_http_port>{interserver_port}</interserver_http_port>
   <interserver_http_host>127.0.0.1</interserver_http_host>
   <zookeeper>
     <node><host>127.0.0.1</host><port>{zookeeper_port}</port></node>
-    <session_timeout_ms>5000</session_timeout_ms>
+    <session_timeout_ms>30000</session_timeout_ms>
   </zookeeper>
   <remote_servers>
     <{cluster}>
       <shard><internal_replication>true</internal_replication>{replicas}</shard>
     </{cluster}>
+    <{two_shards}>{shards}</{two_shards}>
   </remote_servers>
   <macros><shard>01</shard><replica>{replica}</replica></macros>
   <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>"#;

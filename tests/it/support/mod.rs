@@ -253,6 +253,10 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
             config.clickhouse.database.clone(),
         ),
         (
+            "PLAUSIBLE_WEBHOOKS_CLICKHOUSE__EVENTS_TABLE".into(),
+            config.clickhouse.events_table.clone(),
+        ),
+        (
             "PLAUSIBLE_WEBHOOKS_CLICKHOUSE__CLUSTER".into(),
             config.clickhouse.cluster.clone(),
         ),
