@@ -629,7 +629,7 @@ async fn reconnect(mode: ChangeSource, metrics: &PrometheusHandle) {
     let kills = support::env_or("BENCH_KILLS", 5);
     let name = format!("bench_changes_reconnect_{}", label(mode));
     let (config, client) = database(&name, mode).await;
-    seed_large(&client).await;
+    support::seed_full_load(&client).await;
     let (bench, load) = start(config, client).await;
     println!(
         "changes ({}): loaded {} webhooks in {:.0} ms",
@@ -690,26 +690,6 @@ async fn reconnect(mode: ChangeSource, metrics: &PrometheusHandle) {
         samples,
     );
     bench.finish().await;
-}
-
-/// 100,000 webhooks over 20,000 sites and 40,000 goals, as the registry
-/// bench's full load seeds them.
-async fn seed_large(client: &tokio_postgres::Client) {
-    client
-        .batch_execute(&format!(
-            "INSERT INTO sites (id, domain) SELECT i, 'site' || i || '.example.com' FROM generate_series(1, 20000) i;
-             INSERT INTO webhooks (site_id, url, secret, event_types, spike_threshold, drop_threshold)
-             SELECT 1 + (i % 20000), 'https://hooks' || (i % 97) || '.example.com/plausible/' || i,
-                    '{SECRET}', ARRAY['traffic.spike', 'traffic.drop', 'goal.completed'], 100, 5
-             FROM generate_series(1, 100000) i;
-             INSERT INTO goals (site_id, event_name, display_name)
-             SELECT 1 + (i % 20000), 'Signup' || (i % 7), 'Signup ' || (i % 7) FROM generate_series(1, 20000) i;
-             INSERT INTO goals (site_id, page_path, display_name)
-             SELECT 1 + (i % 20000), '/blog/' || (i % 13) || '/**', 'Visit /blog' FROM generate_series(1, 20000) i;
-             ANALYZE;"
-        ))
-        .await
-        .expect("seed");
 }
 
 /// `plausible_webhooks_registry_resyncs_total`, by reason, as exported.

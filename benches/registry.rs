@@ -113,21 +113,7 @@ async fn latency() {
 async fn full_load() {
     let (config, client) = support::database("bench_registry_load").await;
     let seeded = Instant::now();
-    client
-        .batch_execute(&format!(
-            "INSERT INTO sites (id, domain) SELECT i, 'site' || i || '.example.com' FROM generate_series(1, 20000) i;
-             INSERT INTO webhooks (site_id, url, secret, event_types, spike_threshold, drop_threshold)
-             SELECT 1 + (i % 20000), 'https://hooks' || (i % 97) || '.example.com/plausible/' || i,
-                    '{SECRET}', ARRAY['traffic.spike', 'traffic.drop', 'goal.completed'], 100, 5
-             FROM generate_series(1, 100000) i;
-             INSERT INTO goals (site_id, event_name, display_name)
-             SELECT 1 + (i % 20000), 'Signup' || (i % 7), 'Signup ' || (i % 7) FROM generate_series(1, 20000) i;
-             INSERT INTO goals (site_id, page_path, display_name)
-             SELECT 1 + (i % 20000), '/blog/' || (i % 13) || '/**', 'Visit /blog' FROM generate_series(1, 20000) i;
-             ANALYZE;"
-        ))
-        .await
-        .expect("seed");
+    support::seed_full_load(&client).await;
     println!(
         "registry: seeded 100,000 webhooks, 20,000 sites, 40,000 goals in {:.1} s",
         seeded.elapsed().as_secs_f64()

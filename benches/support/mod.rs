@@ -151,3 +151,25 @@ pub async fn loaded_registry(
     loaded.changed().await.expect("registry loads");
     registry
 }
+
+/// 100,000 webhooks over 20,000 sites, and 40,000 goals: the registry's
+/// full load (benches/registry.rs) and the change sources' reconnect
+/// (benches/changes.rs).
+#[allow(dead_code)]
+pub async fn seed_full_load(client: &tokio_postgres::Client) {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO sites (id, domain) SELECT i, 'site' || i || '.example.com' FROM generate_series(1, 20000) i;
+             INSERT INTO webhooks (site_id, url, secret, event_types, spike_threshold, drop_threshold)
+             SELECT 1 + (i % 20000), 'https://hooks' || (i % 97) || '.example.com/plausible/' || i,
+                    '{SECRET}', ARRAY['traffic.spike', 'traffic.drop', 'goal.completed'], 100, 5
+             FROM generate_series(1, 100000) i;
+             INSERT INTO goals (site_id, event_name, display_name)
+             SELECT 1 + (i % 20000), 'Signup' || (i % 7), 'Signup ' || (i % 7) FROM generate_series(1, 20000) i;
+             INSERT INTO goals (site_id, page_path, display_name)
+             SELECT 1 + (i % 20000), '/blog/' || (i % 13) || '/**', 'Visit /blog' FROM generate_series(1, 20000) i;
+             ANALYZE;"
+        ))
+        .await
+        .expect("seed");
+}
